@@ -1,0 +1,105 @@
+"""baseten_magic: Baseten's Chat Completions API, native to Jupyter.
+
+`%load_ext baseten_magic` registers the `%%baseten` cell magic and the `%baseten` line magic.
+From Python: `chat()` / `achat()` send one completion, `ledger()` reads the cost ledger.
+
+Rule: importing the package is cheap. Heavy modules (httpx, ipywidgets, the server) load on
+first use through module `__getattr__` (PEP 562).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BasetenError,
+    ConfigurationError,
+    MidStreamError,
+    ModelNotFoundError,
+    OutputParseError,
+    ParameterError,
+    RateLimitError,
+    ServerError,
+    StreamError,
+    StreamInterrupted,
+)
+from .result import ChatResult, Choice, TokenLogprob, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .api import achat, chat, ledger
+    from .client import AsyncClient, Client
+    from .params import BasetenWarning
+    from .pricing import Pricing
+
+_LAZY = {
+    "chat": "api",
+    "achat": "api",
+    "ledger": "api",
+    "Client": "client",
+    "AsyncClient": "client",
+    "BasetenWarning": "params",
+    "Pricing": "pricing",
+}
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "BasetenError",
+    "BasetenWarning",
+    "ChatResult",
+    "Choice",
+    "Client",
+    "ConfigurationError",
+    "MidStreamError",
+    "ModelNotFoundError",
+    "OutputParseError",
+    "ParameterError",
+    "Pricing",
+    "RateLimitError",
+    "ServerError",
+    "StreamError",
+    "StreamInterrupted",
+    "TokenLogprob",
+    "ToolCall",
+    "Usage",
+    "__version__",
+    "achat",
+    "chat",
+    "ledger",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'baseten_magic' has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """Register the magics (`%load_ext baseten_magic`); loading twice is harmless."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    """Forget this shell's magics state (`%unload_ext baseten_magic`)."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
