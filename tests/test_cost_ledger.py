@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from baseten_magic.cost_ledger import SCHEMA_VERSION, Ledger, LedgerRow, LedgerTotals
 from baseten_magic.errors import ConfigurationError
-from baseten_magic.ledger import SCHEMA_VERSION, Ledger, LedgerRow, LedgerTotals
 from baseten_magic.result import ChatResult, Usage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,7 +208,7 @@ WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from decimal import Decimal
-    from baseten_magic.ledger import Ledger, LedgerRow
+    from baseten_magic.cost_ledger import Ledger, LedgerRow
 
     path, name, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     deadline = time.monotonic() + 30
