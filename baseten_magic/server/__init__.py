@@ -1,0 +1,24 @@
+"""A local server that speaks Baseten's Chat Completions wire format, on loopback.
+
+Rule: stdlib only (asyncio streams) plus the library's own pure layer (`params`, `catalog`), so
+the bytes on the wire and the faults are under exact control. For offline demos, teaching,
+tests and benchmarks::
+
+    from baseten_magic.server import LocalServer, Fault, use_local_server
+
+    with LocalServer(tokens_per_second=40) as server:
+        ...  # point a client at server.url with server.api_key
+
+    use_local_server()  # a notebook: sets BASETEN_BASE_URL and BASETEN_API_KEY, then %%baseten
+
+From a shell: ``python -m baseten_magic.server --port 8000``. What the server answers is
+described in `baseten_magic.server.generate`; the faults in `baseten_magic.server.faults`.
+"""
+
+from __future__ import annotations
+
+from .app import RecordedRequest
+from .faults import Fault
+from .local import LocalServer, use_local_server
+
+__all__ = ["Fault", "LocalServer", "RecordedRequest", "use_local_server"]

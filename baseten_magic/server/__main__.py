@@ -1,0 +1,107 @@
+"""Command line: `python -m baseten_magic.server --port 8000` (or `baseten-local-server`).
+
+Rule: parse options, start a `LocalServer`, print where it listens, wait for Ctrl-C (SIGINT) or
+SIGTERM, stop cleanly. Output contract: the first stdout line is either the human ready line
+``Local Baseten-compatible server on http://127.0.0.1:8000/v1 (API key: ...)`` or, with
+``--print-url-only``, just the base URL (``http://127.0.0.1:8000/v1``), flushed at once so a
+parent process can read it and connect. Requests are logged to stderr unless ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .local import LocalServer
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m baseten_magic.server",
+        description="Run a local server that speaks Baseten's Chat Completions wire format.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+    parser.add_argument("--tps", type=float, default=None, help="tokens per second (default: max)")
+    parser.add_argument("--api-key", default=None, help="accepted key (default: a random one)")
+    parser.add_argument("--allow-n", action="store_true", help="accept n > 1 and best_of > 1")
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="probability that a chat request meets a random fault (429, 5xx, cut, error event)",
+    )
+    parser.add_argument("--fault-seed", type=int, default=None, help="seed for --fault-rate")
+    parser.add_argument(
+        "--reasoning-field",
+        choices=("reasoning_content", "reasoning"),
+        default="reasoning_content",
+        help="delta field that carries reasoning",
+    )
+    parser.add_argument(
+        "--no-trailing-usage", action="store_true", help="omit the trailing usage-only chunk"
+    )
+    parser.add_argument(
+        "--print-url-only",
+        action="store_true",
+        help="print only the base URL as the first stdout line (for scripts)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
+    return parser
+
+
+def _stop_on_sigterm(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until interrupted; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        server = LocalServer(
+            args.host,
+            args.port,
+            api_key=args.api_key,
+            tokens_per_second=args.tps,
+            allow_n=args.allow_n,
+            reasoning_field=args.reasoning_field,
+            trailing_usage=not args.no_trailing_usage,
+            fault_rate=args.fault_rate,
+            fault_seed=args.fault_seed,
+        ).start()
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_url_only:
+        print(server.url, flush=True)
+    else:
+        # A key the user chose is theirs already; only a generated demo key is shown.
+        key = "as given by --api-key" if args.api_key is not None else server.api_key
+        print(f"Local Baseten-compatible server on {server.url} (API key: {key})", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+    stop = threading.Event()
+    _stop_on_sigterm(stop)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    if not args.print_url_only:
+        print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
