@@ -564,7 +564,7 @@ class BasetenMagics(Magics):
             list(plan.tools),
             context=context,
             client=self.client,
-            on_round_start=lambda index: on_delta,
+            on_round_start=_round_separator(on_delta),
         )
         extras: list[dict[str, Any]] = []
         calls = [call for r in outcome.rounds for call in r.tool_calls]
@@ -858,3 +858,27 @@ def _options_help() -> str:
     """The `%%baseten` options, as argparse formats them."""
     magic: Any = BasetenMagics.baseten
     return str(magic.parser.format_help())
+
+
+def _round_separator(
+    on_delta: Callable[[Delta], None],
+) -> Callable[[int], Callable[[Delta], None]]:
+    """Paint the rounds of a tool loop one after another, each round's text starting afresh."""
+    seen = {"reasoning": False, "content": False}
+
+    def deliver(delta: Delta) -> None:
+        seen["reasoning"] |= bool(delta.reasoning)
+        seen["content"] |= bool(delta.content)
+        on_delta(delta)
+
+    def start(index: int) -> Callable[[Delta], None]:
+        if index:
+            on_delta(
+                Delta(
+                    reasoning="\n\n" if seen["reasoning"] else "",
+                    content="\n\n" if seen["content"] else "",
+                )
+            )
+        return deliver
+
+    return start

@@ -1,0 +1,321 @@
+"""The Python API, and the one place a call is run, priced and written to the ledger.
+
+Rule: every call that was attempted ends in exactly one ledger row — `ok`, `error` or
+`interrupted` — whatever happened (HTTP error, cut stream, KeyboardInterrupt, task
+cancellation). The magic, the widget panel and `chat()` all go through `ChatCall`, so they
+price and log identically; `ChatCall.run` and `ChatCall.arun` are thin loops over shared steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from . import settings
+from .catalog import Catalog, ModelInfo, default_catalog
+from .client import AsyncClient, Client
+from .cost_ledger import Ledger, LedgerRow
+from .errors import BasetenError
+from .params import build_request
+from .pricing import Pricing, cost_of, pricing_from_env
+from .result import ChatResult, Status
+from .stream import Delta, StreamState
+
+DEFAULT_MODEL = "openai/gpt-oss-120b"
+
+Messages = str | Sequence[Mapping[str, Any]]
+Source = Literal["magic", "panel", "api"]
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A validated request body and the catalog entry of its model."""
+
+    body: dict[str, Any]
+    model: ModelInfo
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+
+def prepare_request(
+    messages: Messages,
+    *,
+    model: str | None = None,
+    stream: bool = True,
+    thinking: bool | None = None,
+    params: Mapping[str, Any] | None = None,
+    catalog: Catalog | None = None,
+) -> PreparedRequest:
+    """Validate everything and build the request body; raises ParameterError, sends nothing."""
+    catalog = catalog or default_catalog()
+    body = build_request(
+        messages,
+        model=model or os.environ.get("BASETEN_MAGIC_MODEL") or DEFAULT_MODEL,
+        stream=stream,
+        params=dict(params or {}),
+        catalog=catalog,
+        thinking=thinking,
+    )
+    return PreparedRequest(body=body, model=catalog.resolve(body["model"]))
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Where a call comes from and how it is priced and logged."""
+
+    session: str
+    source: Source = "api"
+    cell: int | None = None
+    pricing: Pricing = field(default_factory=pricing_from_env)
+    ledger: Ledger | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class ChatCall:
+    """One chat completion: run it (sync or async), then read `result` — also after a failure."""
+
+    def __init__(
+        self,
+        request: PreparedRequest,
+        context: CallContext,
+        *,
+        on_delta: Callable[[Delta], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.request = request
+        self.context = context
+        self.on_delta = on_delta
+        self.result: ChatResult | None = None
+        self._clock = clock
+        self._state: StreamState | None = None
+        self._served = False
+        self._started = 0.0
+
+    # -- shared steps ---------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._started = self._clock()
+        self._state = None
+        self._served = False
+
+    def _attach(self, state: StreamState) -> None:
+        self._state = state
+        self._served = True  # the server accepted the call (HTTP 200)
+
+    def _deliver(self, delta: Delta) -> None:
+        if self.on_delta is not None:
+            self.on_delta(delta)
+
+    def _finish(self, status: Status, error: BaseException | None) -> ChatResult:
+        """Price the call, write its ledger row, and keep the result (always runs once)."""
+        latency = self._clock() - self._started
+        state = self._state
+        message = None if error is None else settings.redact(_one_line(error))
+        cost = cost_of(
+            None if state is None else state.usage,
+            self.request.model,
+            self.context.pricing,
+            served=self._served,
+        )
+        if state is None:
+            result = ChatResult(
+                model=self.request.body["model"],
+                status=status,
+                error=message,
+                cost=cost,
+                latency_s=latency,
+            )
+        else:
+            result = state.result(status=status, cost=cost, error=message, latency_s=latency)
+            if not result.model:  # cut before the first chunk named the model
+                result = replace(result, model=self.request.body["model"])
+        if isinstance(error, BasetenError):
+            error.partial = result
+        self._record(result)
+        self.result = result
+        return result
+
+    def _record(self, result: ChatResult) -> None:
+        ledger = self.context.ledger
+        if ledger is None:
+            return
+        row = LedgerRow.from_result(
+            result,
+            session=self.context.session,
+            cell=self.context.cell,
+            pricing_mode=self.context.pricing.mode,
+            source=self.context.source,
+        )
+        try:
+            ledger.record(row)
+        except Exception as exc:  # the answer matters more than its log line
+            warnings.warn(f"baseten_magic: could not write the cost ledger: {exc}", stacklevel=3)
+
+    # -- the two loops ----------------------------------------------------------------------
+
+    def run(self, client: Client) -> ChatResult:
+        """Run to completion, blocking. On any failure the result is still set, then re-raised."""
+        self._begin()
+        body, headers = self.request.body, dict(self.context.headers)
+        try:
+            if self.request.stream:
+                stream = client.stream(body, headers=headers)
+                self._attach(stream.state)
+                for delta in stream:
+                    self._deliver(delta)
+            else:
+                self._attach(client.complete(body, headers=headers))
+        except KeyboardInterrupt as exc:
+            client.interrupted()
+            self._finish("interrupted", exc)
+            raise
+        except BasetenError as exc:
+            self._finish("error", exc)
+            raise
+        except BaseException as exc:
+            client.interrupted()
+            self._finish("error", exc)
+            raise
+        return self._finish("ok", None)
+
+    async def arun(self, client: AsyncClient) -> ChatResult:
+        """Run on the current event loop. Cancellation is logged as `interrupted`."""
+        self._begin()
+        body, headers = self.request.body, dict(self.context.headers)
+        try:
+            if self.request.stream:
+                stream = await client.stream(body, headers=headers)
+                self._attach(stream.state)
+                async for delta in stream:
+                    self._deliver(delta)
+            else:
+                self._attach(await client.complete(body, headers=headers))
+        except (asyncio.CancelledError, KeyboardInterrupt) as exc:
+            await client.interrupted()
+            self._finish("interrupted", exc)
+            raise
+        except BasetenError as exc:
+            self._finish("error", exc)
+            raise
+        except BaseException as exc:
+            await client.interrupted()
+            self._finish("error", exc)
+            raise
+        return self._finish("ok", None)
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt | asyncio.CancelledError):
+        return "interrupted by the user"
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _api_context(ledger: bool | Ledger, pricing: Pricing | None) -> CallContext:
+    return CallContext(
+        session=f"api-{os.getpid()}",
+        source="api",
+        pricing=pricing or pricing_from_env(),
+        ledger=(Ledger() if ledger is True else ledger or None),
+    )
+
+
+def _function_tools(params: dict[str, Any]) -> list[Callable[..., Any]] | None:
+    """Replace Python functions passed as `tools` by their JSON specs; return the functions."""
+    tools = params.get("tools")
+    if not tools or not all(callable(tool) for tool in tools):
+        return None
+    from .tools import tool_specs
+
+    functions = list(tools)
+    params["tools"] = tool_specs(functions)
+    return functions
+
+
+def chat(
+    messages: Messages,
+    model: str | None = None,
+    *,
+    stream: bool = True,
+    thinking: bool | None = None,
+    pricing: Pricing | None = None,
+    ledger: bool | Ledger = True,
+    on_delta: Callable[[Delta], None] | None = None,
+    run_tools: bool = False,
+    max_rounds: int = 5,
+    **params: Any,
+) -> ChatResult:
+    """Send one chat completion and return its result (blocking).
+
+    `messages` is a plain string or a list of OpenAI-style message dicts; `model` a slug or an
+    alias (`gpt-oss`, `deepseek`, `glm`, `kimi`, ...); `params` any of the 44 request
+    parameters. `tools` may be plain Python functions; with `run_tools=True` their calls are
+    executed and answered for up to `max_rounds` requests. Every request is priced and written
+    to the cost ledger; the result's cost is the sum over the rounds.
+    """
+    functions = _function_tools(params)
+    request = prepare_request(
+        messages, model=model, stream=stream, thinking=thinking, params=params
+    )
+    context = _api_context(ledger, pricing)
+    with Client() as client:
+        if functions and run_tools:
+            from .toolloop import run_tool_loop
+
+            outcome = run_tool_loop(
+                request,
+                functions,
+                context=context,
+                client=client,
+                max_rounds=max_rounds,
+                on_round_start=lambda _round: on_delta,
+            )
+            return replace(outcome.final, cost=outcome.cost)
+        return ChatCall(request, context, on_delta=on_delta).run(client)
+
+
+async def achat(
+    messages: Messages,
+    model: str | None = None,
+    *,
+    stream: bool = True,
+    thinking: bool | None = None,
+    pricing: Pricing | None = None,
+    ledger: bool | Ledger = True,
+    on_delta: Callable[[Delta], None] | None = None,
+    run_tools: bool = False,
+    max_rounds: int = 5,
+    **params: Any,
+) -> ChatResult:
+    """The awaitable twin of `chat()`, for code already on an event loop (`await achat(...)`)."""
+    functions = _function_tools(params)
+    request = prepare_request(
+        messages, model=model, stream=stream, thinking=thinking, params=params
+    )
+    context = _api_context(ledger, pricing)
+    async with AsyncClient() as client:
+        if functions and run_tools:
+            from .toolloop import arun_tool_loop
+
+            outcome = await arun_tool_loop(
+                request,
+                functions,
+                context=context,
+                client=client,
+                max_rounds=max_rounds,
+                on_round_start=lambda _round: on_delta,
+            )
+            return replace(outcome.final, cost=outcome.cost)
+        return await ChatCall(request, context, on_delta=on_delta).arun(client)
+
+
+def ledger(path: str | os.PathLike[str] | None = None) -> list[LedgerRow]:
+    """All rows of the cost ledger (at BASETEN_MAGIC_LEDGER unless `path` is given), newest last."""
+    return Ledger(path).rows()
