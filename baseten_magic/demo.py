@@ -36,7 +36,7 @@ def run_notebook(
     from .server import LocalServer
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    ledger = out.with_suffix(".ledger.sqlite3")
+    ledger = out.with_suffix(".ledger.sqlite3").resolve()  # the kernel runs in the notebook dir
     ledger.unlink(missing_ok=True)
     nb = nbformat.read(notebook, as_version=4)
     with LocalServer(tokens_per_second=tokens_per_second) as server:
