@@ -36,7 +36,7 @@ from .errors import (
     ServerError,
     StreamInterrupted,
 )
-from .retry import RetryPolicy
+from .retry import RetryPolicy, retry_after_from_headers
 from .sse import SSEDecoder
 from .stream import NO_DELTA, Delta, StreamState
 
@@ -153,22 +153,12 @@ class _Core:
         """Seconds to wait before retrying, or None when this status must not be retried."""
         if attempt >= self.retry.max_retries or not self.retry.should_retry_status(status):
             return None
-        return self.retry.delay(attempt, _retry_after(headers), self._rng)
+        return self.retry.delay(attempt, retry_after_from_headers(headers), self._rng)
 
     def delay_after_exception(self, attempt: int, exc: Exception) -> float | None:
         if attempt >= self.retry.max_retries or not isinstance(exc, _RETRYABLE_EXCEPTIONS):
             return None
         return self.retry.delay(attempt, None, self._rng)
-
-
-def _retry_after(headers: Mapping[str, str]) -> str | None:
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return str(float(millis) / 1000.0)
-        except ValueError:
-            pass
-    return headers.get("retry-after")
 
 
 class _StreamDecoder:
