@@ -563,3 +563,62 @@ def test_terminal_flow_error(
     assert "error" in captured.stdout
     assert shell.user_ns["_baseten"].content in captured.stdout
     assert [r.status for r in ledger_rows(ledger_file)] == ["error"]
+
+
+# -- tools and structured output through the magic ------------------------------------------
+
+
+def test_tools_run_in_a_loop_from_a_cell(
+    shell: Any, server: LocalServer, ledger_file: Path
+) -> None:
+    calls: list[str] = []
+
+    def get_weather(city: str, unit: str = "celsius") -> dict[str, Any]:
+        """Current weather for a city.
+
+        Args:
+            city: the city name.
+            unit: celsius or fahrenheit.
+        """
+        calls.append(city)
+        return {"city": city, "temperature": 21, "unit": unit}
+
+    shell.user_ns["get_weather"] = get_weather
+    try:
+        before = server.request_count
+        result, captured = run(
+            shell, "-m kimi-k2 --no-memory --tools get_weather --run-tools", "Weather in Paris?"
+        )
+    finally:
+        shell.user_ns.pop("get_weather", None)
+    assert server.request_count - before == 2  # the call, then the answer to its result
+    assert calls == ["Paris"]
+    first, second = (r.body for r in server.requests[-2:])
+    assert first is not None and second is not None
+    assert first["tools"][0]["function"]["name"] == "get_weather"
+    tool_message = second["messages"][-1]
+    assert tool_message["role"] == "tool"
+    assert tool_message["tool_call_id"].startswith("functions.get_weather:")  # Kimi ids, verbatim
+    assert result.finish_reason == "stop"
+    assert "21" in result.content
+    text = final_text(captured)
+    assert "get_weather" in text  # the collapsible tool-call block
+    rows = ledger_rows(ledger_file)
+    assert [r.status for r in rows] == ["ok", "ok"]  # one row per request
+    assert result.cost == sum(r.cost_usd for r in rows)
+
+
+def test_schema_cell_parses_into_a_dataclass(shell: Any) -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int
+        label: str
+
+    shell.user_ns["Point"] = Point
+    result, captured = run(shell, "-m gpt-oss --no-memory --schema Point -o answer", "a point")
+    assert isinstance(result.parsed, Point)
+    assert isinstance(result.parsed.x, int)
+    assert "label" in final_text(captured)
