@@ -132,10 +132,10 @@ def test_footer_bundle_is_small_muted_and_safe() -> None:
 
 def test_interrupted_mark() -> None:
     result = _result(status="interrupted")
-    assert status_mark(result) == "⏹ interrupted — partial answer"
+    assert status_mark(result) == "■ interrupted — partial answer"
     bundle = footer_bundle(result, pricing_mode="per_token")
-    assert "⏹ interrupted — partial answer" in bundle["text/html"]
-    assert bundle["text/plain"].startswith("⏹ interrupted — partial answer\n")
+    assert "■ interrupted — partial answer" in bundle["text/html"]
+    assert bundle["text/plain"].startswith("■ interrupted — partial answer\n")
 
 
 def test_error_mark_is_escaped() -> None:

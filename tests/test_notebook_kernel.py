@@ -26,7 +26,7 @@ from baseten_magic.server import LocalServer
 pytestmark = pytest.mark.kernel
 
 REPO = Path(__file__).resolve().parents[1]
-INTERRUPTED_MARK = "⏹ interrupted — partial answer"
+INTERRUPTED_MARK = "■ interrupted — partial answer"
 # Display messages may carry at most this multiple of the final outputs' bytes.
 BYTES_MULTIPLE = 3
 # jupyter_server drops IOPub messages above 1000/s; the painter should stay far below.

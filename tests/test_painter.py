@@ -300,7 +300,7 @@ def test_final_paint_always_happens_even_when_the_budget_defers_repaints() -> No
     finish(painter, text, status="interrupted")
     assert answer_text(surface) == text
     footer = surface.final_outputs()[-1]
-    assert "⏹ interrupted — partial answer" in str(footer["text/plain"])
+    assert "■ interrupted — partial answer" in str(footer["text/plain"])
 
 
 def test_budget_deferral_delays_repaints_but_keeps_the_total_bounded() -> None:

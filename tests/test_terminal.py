@@ -89,7 +89,7 @@ def test_color_false_wins_over_a_tty() -> None:
 @pytest.mark.parametrize(
     ("status", "error", "mark"),
     [
-        ("interrupted", None, "⏹ interrupted — partial answer"),
+        ("interrupted", None, "■ interrupted — partial answer"),
         ("error", "connection reset", "⚠ error: connection reset"),
     ],
 )

@@ -106,7 +106,7 @@ def answer_bundle(segment: str, *, source: str | None = None, live: bool = False
 def status_mark(result: ChatResult) -> str | None:
     """The one-line status mark for an interrupted or failed result, else None."""
     if result.status == "interrupted":
-        return "⏹ interrupted — partial answer"
+        return "■ interrupted — partial answer"
     if result.status == "error":
         return f"⚠ error: {result.error or 'unknown error'}"
     return None
