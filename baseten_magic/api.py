@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
+import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, Protocol
 
 from . import settings
 from .catalog import Catalog, ModelInfo, default_catalog
-from .client import AsyncClient, Client
+from .client import AsyncClient, ChatStream, Client
 from .cost_ledger import Ledger, LedgerRow
 from .errors import BasetenError
 from .params import build_request
@@ -30,6 +32,20 @@ DEFAULT_MODEL = "openai/gpt-oss-120b"
 
 Messages = str | Sequence[Mapping[str, Any]]
 Source = Literal["magic", "panel", "api"]
+
+
+class Pacer(Protocol):
+    """What paces a live display: when it next wants to paint, and the paint itself."""
+
+    def next_deadline(self) -> float | None: ...
+
+    def tick(self) -> None: ...
+
+
+class _Done(NamedTuple):
+    """The reader thread's last word: None, or the exception that ended the call."""
+
+    error: BaseException | None
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,8 @@ class ChatCall:
         self._state: StreamState | None = None
         self._served = False
         self._started = 0.0
+        self._stream: ChatStream | None = None
+        self._reader: threading.Thread | None = None
 
     # -- shared steps ---------------------------------------------------------------------
 
@@ -104,6 +122,8 @@ class ChatCall:
         self._started = self._clock()
         self._state = None
         self._served = False
+        self._stream = None
+        self._reader = None
 
     def _attach(self, state: StreamState) -> None:
         self._state = state
@@ -160,30 +180,80 @@ class ChatCall:
 
     # -- the two loops ----------------------------------------------------------------------
 
-    def run(self, client: Client) -> ChatResult:
-        """Run to completion, blocking. On any failure the result is still set, then re-raised."""
-        self._begin()
+    def _read(self, client: Client) -> Iterator[Delta]:
         body, headers = self.request.body, dict(self.context.headers)
+        if self.request.stream:
+            self._stream = client.stream(body, headers=headers)
+            self._attach(self._stream.state)
+            yield from self._stream
+        else:
+            self._attach(client.complete(body, headers=headers))
+
+    def run(self, client: Client, *, pacer: Pacer | None = None) -> ChatResult:
+        """Run to completion, blocking. On any failure the result is still set, then re-raised.
+
+        With a `pacer` (a painter), the network is read on a worker thread and this thread
+        waits on a queue until the pacer's next deadline, so painting keeps its rhythm even
+        while no bytes arrive; deltas are still delivered on this thread, and a
+        KeyboardInterrupt here closes the response and stops the reader.
+        """
+        self._begin()
         try:
-            if self.request.stream:
-                stream = client.stream(body, headers=headers)
-                self._attach(stream.state)
-                for delta in stream:
+            if pacer is None:
+                for delta in self._read(client):
                     self._deliver(delta)
             else:
-                self._attach(client.complete(body, headers=headers))
+                self._pump(client, pacer)
         except KeyboardInterrupt as exc:
-            client.interrupted()
+            self._abort(client)
             self._finish("interrupted", exc)
             raise
         except BasetenError as exc:
             self._finish("error", exc)
             raise
         except BaseException as exc:
-            client.interrupted()
+            self._abort(client)
             self._finish("error", exc)
             raise
         return self._finish("ok", None)
+
+    def _pump(self, client: Client, pacer: Pacer) -> None:
+        inbox: queue.SimpleQueue[Delta | _Done] = queue.SimpleQueue()
+
+        def read() -> None:
+            try:
+                for delta in self._read(client):
+                    inbox.put(delta)
+            except BaseException as exc:  # handed to the calling thread, which raises it
+                inbox.put(_Done(exc))
+            else:
+                inbox.put(_Done(None))
+
+        self._reader = threading.Thread(target=read, name="baseten-magic-reader", daemon=True)
+        self._reader.start()
+        while True:
+            deadline = pacer.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self._clock())
+            try:
+                item = inbox.get(timeout=timeout)
+            except queue.Empty:
+                pacer.tick()
+                continue
+            if isinstance(item, _Done):
+                self._reader.join()
+                if item.error is not None:
+                    raise item.error
+                return
+            self._deliver(item)
+            pacer.tick()
+
+    def _abort(self, client: Client) -> None:
+        """Stop reading at once: close the response and the pool, let the reader finish."""
+        if self._stream is not None:
+            self._stream.close()
+        client.interrupted()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
 
     async def arun(self, client: AsyncClient) -> ChatResult:
         """Run on the current event loop. Cancellation is logged as `interrupted`."""

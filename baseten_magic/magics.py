@@ -76,6 +76,8 @@ class _Painter(Protocol):
 
     def tick(self) -> None: ...
 
+    def next_deadline(self) -> float | None: ...
+
     def finish(
         self, result: ChatResult, *, pricing_mode: str, extra: Sequence[dict[str, Any]] = ()
     ) -> None: ...
@@ -134,7 +136,8 @@ class BasetenMagics(Magics):
     show_reasoning = Bool(True, help="Show the model's reasoning above the answer.").tag(
         config=True
     )
-    paint_interval = Float(0.1, help="Seconds between repaints while streaming.").tag(config=True)
+    # 90 ms leaves room for scheduling within the 100 ms a token may wait to be shown.
+    paint_interval = Float(0.09, help="Seconds between repaints while streaming.").tag(config=True)
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         # Plain state first: config loading (in super().__init__) may already call __repr__.
@@ -480,7 +483,7 @@ class BasetenMagics(Magics):
             if not show_reasoning and delta.reasoning:
                 delta = Delta(delta.content, "", delta.tool_calls_changed)
             painter.add(delta)
-            painter.tick()  # also on keep-alive reads, so a throttled tail gets painted
+            painter.tick()  # also on keep-alive reads (tool loops read without a pacer)
 
         result: ChatResult | None = None
         extras: list[dict[str, Any]] = []
@@ -491,7 +494,8 @@ class BasetenMagics(Magics):
             else:
                 call = ChatCall(plan.request, context, on_delta=on_delta)
                 try:
-                    result = call.run(self.client)
+                    # Paced: the painter paints on time even while no bytes arrive.
+                    result = call.run(self.client, pacer=painter)
                 finally:
                     result = call.result
         except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -348,3 +349,62 @@ def test_mock_transport_sees_the_key_only_in_the_header() -> None:
     assert seen["auth"] == "Bearer sk-abc"
     assert state.content == "hi"
     assert "sk-abc" not in json.dumps(seen["body"])
+
+
+class TickCounter:
+    """A pacer that wants a tick every 50 ms and counts the ticks it gets."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.deltas_at_tick: list[int] = []
+        self.deltas = 0
+
+    def next_deadline(self) -> float:
+        return time.monotonic() + 0.05
+
+    def tick(self) -> None:
+        self.ticks += 1
+        self.deltas_at_tick.append(self.deltas)
+
+
+def test_paced_run_ticks_while_the_server_stalls(local_server: LocalServer) -> None:
+    local_server.inject(Fault("stall", after_tokens=10, stall_s=1.0))
+    pacer = TickCounter()
+
+    def on_delta(delta: Any) -> None:
+        pacer.deltas += 1
+
+    call = ChatCall(prepare_request("/words 30", model="kimi-k2"), CallContext(session="t"))
+    call.on_delta = on_delta
+    with Client() as c:
+        result = call.run(c, pacer=pacer)
+    assert result.status == "ok"
+    # During the one-second stall no delta arrived, yet the pacer kept being called.
+    during = Counter(n for n in pacer.deltas_at_tick if 0 < n < pacer.deltas)
+    assert max(during.values()) >= 5
+
+
+def test_paced_run_interrupt_stops_the_reader_and_closes_the_connection(
+    local_server: LocalServer,
+) -> None:
+    local_server.set_speed(200)
+    count = 0
+
+    def on_delta(delta: Any) -> None:
+        nonlocal count
+        count += 1
+        if count == 15:
+            raise KeyboardInterrupt
+
+    call = ChatCall(
+        prepare_request("/words 2000", model="kimi-k2"), CallContext(session="t"), on_delta=on_delta
+    )
+    client = Client()
+    with pytest.raises(KeyboardInterrupt):
+        call.run(client, pacer=TickCounter())
+    assert call.result is not None
+    assert call.result.status == "interrupted"
+    assert call.result.content  # the partial answer is kept
+    assert _wait_for(lambda: local_server.open_connections == 0)
+    with client:
+        assert list(client.stream(_body("again")))  # a fresh pool works

@@ -5,33 +5,39 @@ stay linear in the answer's length. Concretely:
 
 - The first token is painted at once; after that at most one paint per `interval` (leading
   edge: a delta arriving after the interval has elapsed paints immediately; otherwise `tick()`
-  paints it when due; callers with a wait loop call `tick()` at `next_deadline()`).
-- A paint sends at most 2 messages: at most one freeze (the live output gets its final HTML
-  and a new output is opened for the rest) and one repaint of the live tail.
+  paints it when due; callers with a wait loop call `tick()` at `next_deadline()`). With the
+  default 90 ms interval and a caller that ticks on time, no token waits more than 100 ms.
 - Finished Markdown blocks are frozen: a blank line outside code fences ends a block; a long
   fenced code block is cut every ~40 lines (the fence is reopened with the same info string);
   a tail longer than `tail_limit` is cut at its last line break (or, for a single huge line,
-  after its last sentence). Only the live tail is ever repainted.
+  after its last sentence). Only the live tail is ever repainted, so a paint costs at most one
+  freeze (the live output gets its final HTML, a new one is opened) and one repaint.
+- Messages: at most `MAX_MESSAGES_PER_SECOND` in any one-second window while streaming; freezes
+  are postponed (the tail keeps growing) when the window leaves room only for the repaints, so
+  the cap does not make tokens wait. `finish()` adds at most three, so every second stays
+  within 20 and far below Jupyter's IOPub limit of 1,000 messages per second.
 - Repaints of the live tail are cheap previews (code not yet highlighted, plain part left
   out); a frozen segment and the final paint carry the full bundle.
-- Byte budget (a deliberate throttle): total bytes sent stay within
-  `budget_factor` x (bytes of what the final output would be now) + `slack_bytes`. A repaint
-  that would use more than half the headroom first tries a finer cut (the tail's last line
-  break, sentence end or space, so only a short remainder is resent); a repaint that would
-  break the budget is deferred to a later paint. Freezes are never deferred: they send final
-  output, which the last paint would send anyway. At slow rates long paragraphs are therefore
-  shown as a few consecutive outputs (about one per sentence) rather than resent whole every
-  interval. The final paint is never skipped.
+- Bytes: tails are capped in size and repainted at a bounded rate, so traffic is linear in
+  streaming time. A byte budget is the safety net (a deliberate throttle: a repaint that would
+  break it is deferred): `budget_factor` x (bytes of what the final output would be now) +
+  `slack_bytes`, but never less than `RATE_ALLOWANCE` bytes per second of streaming. Fast
+  streams stay near 1.1-1.6x their final output; slow ones (100 tokens/s and below) resend
+  their short tails every interval, a few times the final output at a few KB/s, which keeps
+  paragraphs whole instead of cutting them to save bytes.
 - Reasoning streams into an open block under the same throttle and gets its final (closed)
   paint when the first answer text is painted.
 
-Bytes are measured by `bundle_size` (JSON-encoded bundle), for both statistics and budget.
+Bytes are measured by `bundle_size` (JSON-encoded bundle), for both statistics and budget;
+the budget also counts each message's envelope (`MESSAGE_OVERHEAD`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,10 +55,29 @@ from .bundle import (
 )
 from .surfaces import SlotId, Surface
 
-__all__ = ["FENCE_SPLIT_LINES", "PaintStats", "Painter"]
+__all__ = [
+    "FENCE_SPLIT_LINES",
+    "MAX_MESSAGES_PER_SECOND",
+    "MESSAGE_OVERHEAD",
+    "RATE_ALLOWANCE",
+    "PaintStats",
+    "Painter",
+]
 
 #: A long fenced code block is cut after about this many lines (closing and reopening the fence).
 FENCE_SPLIT_LINES = 40
+
+#: Bytes a display message carries besides its bundle (metadata, transient display id, keys);
+#: an output kept in the notebook carries about as much, so the budget counts it on both sides.
+MESSAGE_OVERHEAD = 80
+
+#: Bytes per second of streaming that the budget always allows (3% of jupyter_server's default
+#: 1 MB/s IOPub data limit); at slow speeds the ratio budget alone would make tokens wait.
+RATE_ALLOWANCE = 32_768
+
+#: At most this many messages in any one-second window while streaming; `finish()` adds at
+#: most three more (reasoning, last tail, footer), which keeps every second within 20.
+MAX_MESSAGES_PER_SECOND = 18
 
 
 @dataclass(frozen=True)
@@ -76,9 +101,9 @@ class Painter:
         surface: Surface,
         *,
         clock: Callable[[], float] = time.monotonic,
-        interval: float = 0.1,
+        interval: float = 0.09,
         budget_factor: float = 2.5,
-        slack_bytes: int = 16_384,
+        slack_bytes: int = 4_096,
         tail_limit: int = 2_048,
     ) -> None:
         self._surface = surface
@@ -104,7 +129,10 @@ class Painter:
         self._reasoning_pending_since: float | None = None
         # Throttle and statistics.
         self._last_paint: float | None = None
+        self._first_paint: float | None = None
         self._slot_bytes: dict[SlotId, int] = {}
+        self._recent: deque[float] = deque()  # send times within the last second
+        self._recent_freezes: deque[float] = deque()  # freeze times within the last second
         self._messages = 0
         self._bytes_sent = 0
         self._paints = 0
@@ -198,8 +226,21 @@ class Painter:
 
     def _paint(self, now: float) -> None:
         self._last_paint = now
+        if self._first_paint is None:
+            self._first_paint = now
         before = self._messages
-        room = 2
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        # A freeze costs a second message; allow it only while the last second leaves room for
+        # a repaint at every interval, so the message cap never makes a token wait.
+        while self._recent_freezes and now - self._recent_freezes[0] >= 1.0:
+            self._recent_freezes.popleft()
+        room = min(2, MAX_MESSAGES_PER_SECOND - len(self._recent))
+        if len(self._recent_freezes) >= MAX_MESSAGES_PER_SECOND - math.ceil(1 / self._interval):
+            room = min(room, 1)
+        if room <= 0:  # the message-rate throttle: try again at the next interval
+            self._deferred += 1
+            return
         if self._reasoning and self._answer_seen and not self._reasoning_closed:
             self._close_reasoning(None)
             room -= 1
@@ -221,10 +262,6 @@ class Painter:
         if room >= 2:
             cut = _structural_cut(self._tail, self._context, tail_limit=self._tail_limit)
         bundle = self._tail_bundle(self._tail, live=True) if cut is None else None
-        # Cut finer while half the headroom is still left, so the short remainder can be
-        # repainted at once instead of waiting for the budget to grow.
-        if bundle is not None and room >= 2 and not self._affordable_tail(bundle, share=0.5):
-            cut = _pressure_cut(self._tail, self._context)
         if cut is not None:
             self._freeze(cut)
             room -= 1
@@ -248,6 +285,7 @@ class Painter:
         self._frozen_bytes += self._slot_bytes[slot]
         self._frozen_parts.append(head)
         self._freezes += 1
+        self._recent_freezes.append(self._clock())
         self._tail = self._tail[cut.position :]
         self._context = cut.context
         self._live_slot = None
@@ -289,21 +327,27 @@ class Painter:
 
     # --- budget and bookkeeping ---------------------------------------------------------------
 
-    def _affordable_tail(self, bundle: Bundle, *, share: float = 1.0) -> bool:
+    def _affordable_tail(self, bundle: Bundle) -> bool:
         # The live bundle's size stands in for the tail's final size: never larger (the final
         # one adds highlighting), so the estimate errs on the side of sending less.
         size = bundle_size(bundle)
-        return self._affordable(size, tail_bytes=size, share=share)
+        return self._affordable(size, tail_bytes=size)
 
-    def _affordable(self, cost: int, *, tail_bytes: int, share: float = 1.0) -> bool:
+    def _affordable(self, cost: int, *, tail_bytes: int) -> bool:
         if self._reasoning_final_bytes is not None:
             reasoning = self._reasoning_final_bytes
         else:
             # Final reasoning is at least its text twice (HTML and plain parts).
             reasoning = 2 * len(self._reasoning)
-        final_now = self._frozen_bytes + tail_bytes + reasoning
+        outputs = len(self._slot_bytes) + (0 if tail_bytes == 0 or self._live_slot else 1)
+        final_now = self._frozen_bytes + tail_bytes + reasoning + MESSAGE_OVERHEAD * outputs
         budget = self._budget_factor * final_now + self._slack_bytes
-        return cost <= share * (budget - self._bytes_sent)
+        spent = self._bytes_sent + MESSAGE_OVERHEAD * self._messages
+        # Slow streams: an absolute allowance, so a token never waits on the ratio when the
+        # traffic is a trickle anyway (linear in streaming time: tails are capped in size).
+        if self._first_paint is not None:
+            budget = max(budget, RATE_ALLOWANCE * (self._clock() - self._first_paint))
+        return cost + MESSAGE_OVERHEAD <= budget - spent
 
     def _send(self, slot: SlotId | None, bundle: Mapping[str, Any]) -> SlotId:
         if slot is None:
@@ -314,6 +358,7 @@ class Painter:
         self._slot_bytes[slot] = size
         self._messages += 1
         self._bytes_sent += size
+        self._recent.append(self._clock())
         return slot
 
     def _shown(self, now: float, *, answer: bool, reasoning: bool) -> None:
@@ -510,14 +555,6 @@ def _structural_cut(tail: str, context: _Context, *, tail_limit: int) -> _Cut | 
         return scan.block
     if len(tail) <= tail_limit:
         return None
-    if scan.line is not None:
-        return scan.line
-    return _mid_line_cut(tail, scan)
-
-
-def _pressure_cut(tail: str, context: _Context) -> _Cut | None:
-    """The latest sensible cut, used when repainting the whole tail would break the budget."""
-    scan = _scan(tail, context)
     if scan.line is not None:
         return scan.line
     return _mid_line_cut(tail, scan)
