@@ -82,6 +82,34 @@ class _ToolCallParts:
         return {"id": self.id, "name": self.name, "arguments": _joined(self.arguments)}
 
 
+class _Text:
+    """Text that arrives in pieces: every 512 pieces are merged into one chunk, so a long answer
+    holds about its own size in memory instead of one small string object per token."""
+
+    __slots__ = ("_chunks", "_pieces")
+
+    def __init__(self) -> None:
+        self._chunks: list[str] = []
+        self._pieces: list[str] = []
+
+    def append(self, piece: str) -> None:
+        pieces = self._pieces
+        pieces.append(piece)
+        if len(pieces) >= 512:
+            self._chunks.append("".join(pieces))
+            pieces.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._chunks or self._pieces)
+
+    def text(self) -> str:
+        """The whole text; the join is kept, so reading twice costs nothing."""
+        if self._pieces or len(self._chunks) > 1:
+            self._chunks = ["".join(self._chunks) + "".join(self._pieces)]
+            self._pieces = []
+        return self._chunks[0] if self._chunks else ""
+
+
 class _ChoiceParts:
     """Everything received so far for one choice index."""
 
@@ -89,8 +117,8 @@ class _ChoiceParts:
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.content: list[str] = []
-        self.reasoning: list[str] = []
+        self.content = _Text()
+        self.reasoning = _Text()
         self.tools: dict[int, _ToolCallParts] = {}
         self.finish_reason: str | None = None
         self.logprobs: list[TokenLogprob] | None = None
@@ -139,8 +167,8 @@ class _ChoiceParts:
         return [self.tools[index].value() for index in sorted(self.tools)]
 
     def choice(self, *, clean: bool) -> Choice:
-        content = _joined(self.content)
-        reasoning = _joined(self.reasoning)
+        content = self.content.text()
+        reasoning = self.reasoning.text()
         if clean:
             reasoning, content = _clean(reasoning, content)
         return Choice(
@@ -365,12 +393,12 @@ class StreamState:
     @property
     def content(self) -> str:
         """Answer text of choice 0 so far, exactly as streamed."""
-        return _joined(self._main.content)
+        return self._main.content.text()
 
     @property
     def reasoning(self) -> str:
         """Reasoning text of choice 0 so far (`reasoning_content` or `reasoning`)."""
-        return _joined(self._main.reasoning)
+        return self._main.reasoning.text()
 
     @property
     def tool_calls(self) -> list[ToolCall]:
