@@ -151,3 +151,9 @@ def test_error_mark_is_escaped() -> None:
 def test_ok_result_has_no_mark() -> None:
     assert status_mark(_result()) is None
     assert "⚠" not in footer_bundle(_result(), pricing_mode="per_token")["text/plain"]
+
+
+def test_an_answer_cut_by_the_token_limit_says_so() -> None:
+    result = _result(finish_reason="length")
+    assert status_mark(result) == "■ stopped at the token limit — raise --max-tokens for the rest"
+    assert footer_bundle(result, pricing_mode="per_token")["text/plain"].startswith("■ stopped")

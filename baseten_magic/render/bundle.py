@@ -104,11 +104,13 @@ def answer_bundle(segment: str, *, source: str | None = None, live: bool = False
 
 
 def status_mark(result: ChatResult) -> str | None:
-    """The one-line status mark for an interrupted or failed result, else None."""
+    """The one-line status mark for an interrupted, failed or cut-short result, else None."""
     if result.status == "interrupted":
         return "■ interrupted — partial answer"
     if result.status == "error":
         return f"⚠ error: {result.error or 'unknown error'}"
+    if result.finish_reason == "length":
+        return "■ stopped at the token limit — raise --max-tokens for the rest"
     return None
 
 
