@@ -104,14 +104,23 @@ class _Core:
         return headers
 
     def status_error(
-        self, status: int, headers: Mapping[str, str], content: bytes, model: str | None
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        content: bytes,
+        request: Mapping[str, Any] | None,
     ) -> APIStatusError:
         """Translate an HTTP error response into one exception whose message says what to do."""
         body = _parse_body(content)
         detail = settings.redact(_error_message(body)) or f"HTTP {status}"
         request_id = headers.get("x-request-id")
         cls: type[APIStatusError]
-        if status == 400:
+        request = request or {}
+        model = request.get("model")
+        if status == 400 and (request.get("n", 1) != 1 or request.get("best_of", 1) != 1):
+            cls = BadRequestError
+            hint = "Baseten accepts only n=1 and best_of=1: send one request per answer"
+        elif status == 400:
             cls, hint = BadRequestError, "fix the request parameter the server names"
         elif status in (401, 403):
             cls = AuthenticationError
@@ -327,7 +336,7 @@ class Client(_ClientBase):
         url: str,
         headers: dict[str, str],
         content: bytes | None,
-        model: str | None,
+        payload: Mapping[str, Any] | None,
     ) -> httpx.Response:
         attempt = 0
         while True:
@@ -351,7 +360,7 @@ class Client(_ClientBase):
             delay = self._core.delay_after_status(attempt, response.status_code, response.headers)
             if delay is None:
                 raise self._core.status_error(
-                    response.status_code, response.headers, error_body, model
+                    response.status_code, response.headers, error_body, payload
                 ) from None
             self._sleep(delay)
             attempt += 1
@@ -363,7 +372,7 @@ class Client(_ClientBase):
         self.attempts = 0
         url, all_headers, content = self._request_parts(body, headers)
         state = StreamState(clock=self._clock, started_at=self._clock())
-        response = self._send("POST", url, all_headers, content, body.get("model"))
+        response = self._send("POST", url, all_headers, content, body)
         return ChatStream(response, state)
 
     def complete(
@@ -373,7 +382,7 @@ class Client(_ClientBase):
         self.attempts = 0
         url, all_headers, content = self._request_parts(body, headers)
         state = StreamState(clock=self._clock, started_at=self._clock())
-        response = self._send("POST", url, all_headers, content, body.get("model"))
+        response = self._send("POST", url, all_headers, content, body)
         try:
             state.load_completion(json.loads(response.read()))
         except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
@@ -428,7 +437,7 @@ class AsyncClient(_ClientBase):
         url: str,
         headers: dict[str, str],
         content: bytes | None,
-        model: str | None,
+        payload: Mapping[str, Any] | None,
     ) -> httpx.Response:
         attempt = 0
         while True:
@@ -452,7 +461,7 @@ class AsyncClient(_ClientBase):
             delay = self._core.delay_after_status(attempt, response.status_code, response.headers)
             if delay is None:
                 raise self._core.status_error(
-                    response.status_code, response.headers, error_body, model
+                    response.status_code, response.headers, error_body, payload
                 ) from None
             await self._async_sleep(delay)
             attempt += 1
@@ -464,7 +473,7 @@ class AsyncClient(_ClientBase):
         self.attempts = 0
         url, all_headers, content = self._request_parts(body, headers)
         state = StreamState(clock=self._clock, started_at=self._clock())
-        response = await self._send("POST", url, all_headers, content, body.get("model"))
+        response = await self._send("POST", url, all_headers, content, body)
         return AsyncChatStream(response, state)
 
     async def complete(
@@ -474,7 +483,7 @@ class AsyncClient(_ClientBase):
         self.attempts = 0
         url, all_headers, content = self._request_parts(body, headers)
         state = StreamState(clock=self._clock, started_at=self._clock())
-        response = await self._send("POST", url, all_headers, content, body.get("model"))
+        response = await self._send("POST", url, all_headers, content, body)
         try:
             state.load_completion(json.loads(await response.aread()))
         except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:

@@ -408,3 +408,9 @@ def test_paced_run_interrupt_stops_the_reader_and_closes_the_connection(
     assert _wait_for(lambda: local_server.open_connections == 0)
     with client:
         assert list(client.stream(_body("again")))  # a fresh pool works
+
+
+def test_several_choices_refused_by_baseten_says_why(client: Client) -> None:
+    with pytest.raises(errors.BadRequestError) as info:
+        client.stream(_body("two answers please", n=2))
+    assert "only n=1" in str(info.value)
