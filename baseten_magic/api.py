@@ -309,6 +309,54 @@ def _function_tools(params: dict[str, Any]) -> list[Callable[..., Any]] | None:
     return functions
 
 
+@dataclass(frozen=True)
+class _ApiPlan:
+    """What `chat()` and `achat()` decide before any I/O: the request, its context, the tools."""
+
+    request: PreparedRequest
+    context: CallContext
+    functions: list[Callable[..., Any]] | None  # set only when the tool loop runs
+    max_rounds: int
+    on_delta: Callable[[Delta], None] | None
+
+    def call(self) -> ChatCall:
+        return ChatCall(self.request, self.context, on_delta=self.on_delta)
+
+    def loop_options(self) -> dict[str, Any]:
+        on_delta = self.on_delta
+        return {
+            "context": self.context,
+            "max_rounds": self.max_rounds,
+            "on_round_start": lambda _round: on_delta,
+        }
+
+
+def _plan(
+    messages: Messages,
+    model: str | None,
+    *,
+    stream: bool,
+    thinking: bool | None,
+    pricing: Pricing | None,
+    ledger: bool | Ledger,
+    on_delta: Callable[[Delta], None] | None,
+    run_tools: bool,
+    max_rounds: int,
+    params: dict[str, Any],
+) -> _ApiPlan:
+    functions = _function_tools(params)
+    request = prepare_request(
+        messages, model=model, stream=stream, thinking=thinking, params=params
+    )
+    return _ApiPlan(
+        request=request,
+        context=_api_context(ledger, pricing),
+        functions=functions if run_tools else None,
+        max_rounds=max_rounds,
+        on_delta=on_delta,
+    )
+
+
 def chat(
     messages: Messages,
     model: str | None = None,
@@ -330,25 +378,27 @@ def chat(
     executed and answered for up to `max_rounds` requests. Every request is priced and written
     to the cost ledger; the result's cost is the sum over the rounds.
     """
-    functions = _function_tools(params)
-    request = prepare_request(
-        messages, model=model, stream=stream, thinking=thinking, params=params
+    plan = _plan(
+        messages,
+        model,
+        stream=stream,
+        thinking=thinking,
+        pricing=pricing,
+        ledger=ledger,
+        on_delta=on_delta,
+        run_tools=run_tools,
+        max_rounds=max_rounds,
+        params=params,
     )
-    context = _api_context(ledger, pricing)
     with Client() as client:
-        if functions and run_tools:
+        if plan.functions:
             from .toolloop import run_tool_loop
 
             outcome = run_tool_loop(
-                request,
-                functions,
-                context=context,
-                client=client,
-                max_rounds=max_rounds,
-                on_round_start=lambda _round: on_delta,
+                plan.request, plan.functions, client=client, **plan.loop_options()
             )
             return replace(outcome.final, cost=outcome.cost)
-        return ChatCall(request, context, on_delta=on_delta).run(client)
+        return plan.call().run(client)
 
 
 async def achat(
@@ -365,25 +415,27 @@ async def achat(
     **params: Any,
 ) -> ChatResult:
     """The awaitable twin of `chat()`, for code already on an event loop (`await achat(...)`)."""
-    functions = _function_tools(params)
-    request = prepare_request(
-        messages, model=model, stream=stream, thinking=thinking, params=params
+    plan = _plan(
+        messages,
+        model,
+        stream=stream,
+        thinking=thinking,
+        pricing=pricing,
+        ledger=ledger,
+        on_delta=on_delta,
+        run_tools=run_tools,
+        max_rounds=max_rounds,
+        params=params,
     )
-    context = _api_context(ledger, pricing)
     async with AsyncClient() as client:
-        if functions and run_tools:
+        if plan.functions:
             from .toolloop import arun_tool_loop
 
             outcome = await arun_tool_loop(
-                request,
-                functions,
-                context=context,
-                client=client,
-                max_rounds=max_rounds,
-                on_round_start=lambda _round: on_delta,
+                plan.request, plan.functions, client=client, **plan.loop_options()
             )
             return replace(outcome.final, cost=outcome.cost)
-        return await ChatCall(request, context, on_delta=on_delta).arun(client)
+        return await plan.call().arun(client)
 
 
 def ledger(path: str | os.PathLike[str] | None = None) -> list[LedgerRow]:

@@ -414,3 +414,34 @@ def test_several_choices_refused_by_baseten_says_why(client: Client) -> None:
     with pytest.raises(errors.BadRequestError) as info:
         client.stream(_body("two answers please", n=2))
     assert "only n=1" in str(info.value)
+
+
+def test_python_api_runs_function_tools(local_server: LocalServer, ledger_path: Path) -> None:
+    import baseten_magic
+
+    seen: list[str] = []
+
+    def lookup_capital(country: str) -> str:
+        """The capital city of a country."""
+        seen.append(country)
+        return "Paris" if country == "France" else "unknown"
+
+    result = baseten_magic.chat(
+        "What is the capital of France?", model="kimi-k2", tools=[lookup_capital], run_tools=True
+    )
+    assert seen == ["France"]
+    assert result.finish_reason == "stop"
+    assert "Paris" in result.content
+    rows = baseten_magic.ledger()
+    assert len(rows) == 2  # the tool call, then the answer to its result
+    assert result.cost == sum(row.cost_usd for row in rows)
+
+    async def run() -> Any:
+        return await baseten_magic.achat(
+            "What is the capital of France?", model="kimi-k2", tools=[lookup_capital]
+        )
+
+    offered = asyncio.run(run())  # without run_tools the call is returned, not executed
+    assert offered.finish_reason == "tool_calls"
+    assert offered.tool_calls[0]["name"] == "lookup_capital"
+    assert seen == ["France"]
