@@ -106,6 +106,10 @@ class _Column:
         self.surface.clear()
 
 
+#: The panel's plain-text form: widget state is not saved with the notebook.
+SAVED_TEXT = "Baseten panel (a live widget: run this cell in a running kernel to use it)"
+
+
 class Panel:
     """The interactive panel; `Panel()` finds this shell's BasetenMagics (loading the extension)."""
 
@@ -190,10 +194,12 @@ class Panel:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)  # type: ignore[no-untyped-call]
+        display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle: dict[str, Any] | None = self.widget._repr_mimebundle_(**kwargs)
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle: dict[str, Any] = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        # What a saved notebook (or a front end without widgets) shows instead of the widget.
+        bundle["text/plain"] = SAVED_TEXT
         return bundle
 
     def close(self) -> None:
@@ -492,5 +498,5 @@ def show_panel(magics: BasetenMagics | None = None) -> Panel:
     from IPython.display import display
 
     panel = Panel(magics)
-    display(panel.widget)  # type: ignore[no-untyped-call]
+    display(panel)  # type: ignore[no-untyped-call]
     return panel

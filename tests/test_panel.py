@@ -510,3 +510,13 @@ def test_settings_value_round_trips(panel: Panel) -> None:
     panel.controls.load(settings)
     assert panel.controls.read() == settings
     assert set(LINKED_TRAITS) >= {"model", "params", "temperature"}
+
+
+def test_saved_notebooks_show_a_line_not_the_widget_repr() -> None:
+    from baseten_magic.panel import SAVED_TEXT, Panel
+
+    panel = Panel.__new__(Panel)
+    panel.widget = widgets.VBox()
+    bundle = panel._repr_mimebundle_()
+    assert bundle["text/plain"] == SAVED_TEXT
+    assert "application/vnd.jupyter.widget-view+json" in bundle
