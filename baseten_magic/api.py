@@ -16,17 +16,19 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from . import settings
 from .catalog import Catalog, ModelInfo, default_catalog
-from .client import AsyncClient, ChatStream, Client
 from .cost_ledger import Ledger, LedgerRow
 from .errors import BasetenError
 from .params import build_request
 from .pricing import Pricing, cost_of, pricing_from_env
 from .result import ChatResult, Status
 from .stream import Delta, StreamState
+
+if TYPE_CHECKING:  # the client (and httpx) load on the first call, not on import
+    from .client import AsyncClient, ChatStream, Client
 
 DEFAULT_MODEL = "openai/gpt-oss-120b"
 
@@ -390,6 +392,8 @@ def chat(
         max_rounds=max_rounds,
         params=params,
     )
+    from .client import Client
+
     with Client() as client:
         if plan.functions:
             from .toolloop import run_tool_loop
@@ -427,6 +431,8 @@ async def achat(
         max_rounds=max_rounds,
         params=params,
     )
+    from .client import AsyncClient
+
     async with AsyncClient() as client:
         if plan.functions:
             from .toolloop import arun_tool_loop

@@ -33,7 +33,6 @@ from . import settings
 from .api import CallContext, ChatCall, PreparedRequest, prepare_request
 from .catalog import Catalog, default_catalog
 from .cells import ParsedCell, parse_cell
-from .client import Client
 from .conversation import Conversation, cell_key
 from .cost_ledger import Ledger, LedgerRow
 from .errors import BasetenError, OutputParseError, ParameterError
@@ -47,6 +46,7 @@ from .stream import Delta
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
 
+    from .client import Client
     from .server import LocalServer
 
 MODEL_ENV = "BASETEN_MAGIC_MODEL"
@@ -245,6 +245,8 @@ class BasetenMagics(Magics):
     def client(self) -> Client:
         """The HTTP client shared by this shell's cells (a new one after an interrupt)."""
         if self._client is None:
+            from .client import Client  # httpx loads with the first cell, not with %load_ext
+
             self._client = Client()
         return self._client
 
