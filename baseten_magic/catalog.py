@@ -231,7 +231,9 @@ class Catalog:
                 continue
             slug = item["id"]
             key = slug.lower()
-            base = models.get(key) or ModelInfo(slug=slug, display_name=slug)
+            # A model the bundled table does not describe keeps unknown abilities (known=False),
+            # as `resolve` gives it, so a refresh never makes options like thinking refused.
+            base = models.get(key) or ad_hoc_model(slug)
             changes: dict[str, Any] = {}
             for field in ("context_length", "max_completion_tokens"):
                 value = item.get(field)

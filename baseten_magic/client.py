@@ -30,10 +30,12 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     MidStreamError,
     ModelNotFoundError,
     RateLimitError,
     ServerError,
+    StreamError,
     StreamInterrupted,
 )
 from .retry import RetryPolicy, retry_after_from_headers
@@ -43,24 +45,30 @@ from .stream import NO_DELTA, Delta, StreamState
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
 
 _RETRYABLE_EXCEPTIONS = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)
+# A body that stops arriving once the status line is in: the connection dropped or went silent.
+_READ_ERRORS = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout)
 
 
 def _error_message(body: Any) -> str:
-    """Extract the message from any of Baseten's three error-body shapes."""
+    """The message of any of Baseten's three error-body shapes (or a text body): one line,
+    secrets redacted before it is cut to length, so no part of a key can survive the cut."""
+    return settings.redact(" ".join(_error_text(body).split()))[:300]
+
+
+def _error_text(body: Any) -> str:
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, str):
             return error
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
-        if body.get("object") == "error" and body.get("message"):
-            return str(body["message"])
+        # The flat shape {"object": "error", "message": ...} is caught by the `message` test.
         if body.get("message"):
             return str(body["message"])
         if body.get("detail"):
             return str(body["detail"])
-    if isinstance(body, str) and body.strip():
-        return body.strip()[:300]
+    if isinstance(body, str):
+        return body
     return ""
 
 
@@ -69,6 +77,21 @@ def _parse_body(content: bytes) -> Any:
         return json.loads(content)
     except ValueError:
         return content.decode("utf-8", errors="replace")
+
+
+def _json_object(content: bytes, what: str, state: StreamState | None = None) -> dict[str, Any]:
+    """A 200 body that must be a JSON object (`what` names it); else a one-line StreamError."""
+    body = _parse_body(content)
+    if isinstance(body, dict):
+        return body
+    preview = " ".join(str(body).split())
+    preview = preview if len(preview) <= 80 else preview[:77] + "..."
+    message = (
+        f"expected a JSON {what} in the response, got {settings.redact(preview)!r}; "
+        "check that BASETEN_BASE_URL points at an OpenAI-compatible /v1 endpoint"
+    )
+    partial = None if state is None else state.result(status="error", error=message)
+    raise StreamError(message, partial=partial)
 
 
 class _Core:
@@ -93,7 +116,11 @@ class _Core:
 
     def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         # The key is read at call time, so a key set after import (or rotated) is picked up.
-        key = self._api_key if self._api_key is not None else settings.api_key()
+        key = (
+            settings.check_api_key(self._api_key)
+            if self._api_key is not None
+            else settings.api_key()
+        )
         headers = {
             "Authorization": f"Bearer {key}",
             "Accept": "application/json, text/event-stream",
@@ -112,7 +139,7 @@ class _Core:
     ) -> APIStatusError:
         """Translate an HTTP error response into one exception whose message says what to do."""
         body = _parse_body(content)
-        detail = settings.redact(_error_message(body)) or f"HTTP {status}"
+        detail = _error_message(body) or f"HTTP {status}"
         request_id = headers.get("x-request-id")
         cls: type[APIStatusError]
         request = request or {}
@@ -204,7 +231,7 @@ class _StreamDecoder:
         error = self.state.error
         if error is None:
             return
-        message = settings.redact(_error_message({"error": error})) or "unknown error"
+        message = _error_message({"error": error}) or "unknown error"
         raise MidStreamError(
             f"the server reported an error mid-stream: {message} (the partial answer is kept)",
             partial=self.state.result(status="error", error=message),
@@ -227,7 +254,7 @@ class ChatStream:
                 # One NO_DELTA per read that carried only comments, so painters can still tick.
                 yield from deltas or (NO_DELTA,)
             yield from self._decoder.finish()
-        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
+        except _READ_ERRORS as exc:
             raise self._decoder.cut(exc) from None
         finally:
             self.response.close()
@@ -252,7 +279,7 @@ class AsyncChatStream:
                     yield delta
             for delta in self._decoder.finish():
                 yield delta
-        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
+        except _READ_ERRORS as exc:
             raise self._decoder.cut(exc) from None
         finally:
             await self.response.aclose()
@@ -288,16 +315,22 @@ class _ClientBase:
         self.attempts = 0  # HTTP requests sent by the last call, retries included
 
     def __repr__(self) -> str:
-        # Never show the key; show where requests go.
-        return f"{type(self).__name__}(base_url={self._core.url('')!r})"
+        # Never show the key; show where requests go (a repr must not raise on a bad URL).
+        try:
+            where = self._core.url("")
+        except ConfigurationError:
+            where = "<invalid BASETEN_BASE_URL>"
+        return f"{type(self).__name__}(base_url={where!r})"
 
     def _request_parts(
         self, body: Mapping[str, Any], headers: Mapping[str, str] | None
-    ) -> tuple[str, dict[str, str], bytes]:
+    ) -> tuple[str, dict[str, str], bytes, StreamState]:
+        """URL, headers and bytes of one chat request, and the state its answer will fill."""
         return (
             self._core.url("chat/completions"),
             {**self._core.headers(headers), "Content-Type": "application/json"},
             json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+            StreamState(clock=self._clock, started_at=self._clock()),
         )
 
 
@@ -339,6 +372,7 @@ class Client(_ClientBase):
         payload: Mapping[str, Any] | None,
     ) -> httpx.Response:
         attempt = 0
+        self.attempts = 0
         while True:
             self.attempts += 1
             request = self._client().build_request(method, url, headers=headers, content=content)
@@ -355,6 +389,8 @@ class Client(_ClientBase):
                 return response
             try:
                 error_body = response.read()
+            except httpx.HTTPError:
+                error_body = b""  # the body broke off: the status alone decides
             finally:
                 response.close()
             delay = self._core.delay_after_status(attempt, response.status_code, response.headers)
@@ -369,9 +405,7 @@ class Client(_ClientBase):
         self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> ChatStream:
         """Start a streaming completion; iterate the returned ChatStream for deltas."""
-        self.attempts = 0
-        url, all_headers, content = self._request_parts(body, headers)
-        state = StreamState(clock=self._clock, started_at=self._clock())
+        url, all_headers, content, state = self._request_parts(body, headers)
         response = self._send("POST", url, all_headers, content, body)
         return ChatStream(response, state)
 
@@ -379,13 +413,11 @@ class Client(_ClientBase):
         self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> StreamState:
         """One non-streaming completion, loaded into a StreamState."""
-        self.attempts = 0
-        url, all_headers, content = self._request_parts(body, headers)
-        state = StreamState(clock=self._clock, started_at=self._clock())
+        url, all_headers, content, state = self._request_parts(body, headers)
         response = self._send("POST", url, all_headers, content, body)
         try:
-            state.load_completion(json.loads(response.read()))
-        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
+            state.load_completion(_json_object(response.read(), "chat.completion", state))
+        except _READ_ERRORS as exc:
             raise self._core.connection_error(exc) from None
         finally:
             response.close()
@@ -395,7 +427,7 @@ class Client(_ClientBase):
         """The server's `/v1/models` payload."""
         response = self._send("GET", self._core.url("models"), self._core.headers(), None, None)
         try:
-            payload: dict[str, Any] = json.loads(response.read())
+            payload = _json_object(response.read(), "model list")
         finally:
             response.close()
         return payload
@@ -440,6 +472,7 @@ class AsyncClient(_ClientBase):
         payload: Mapping[str, Any] | None,
     ) -> httpx.Response:
         attempt = 0
+        self.attempts = 0
         while True:
             self.attempts += 1
             request = self._client().build_request(method, url, headers=headers, content=content)
@@ -456,6 +489,8 @@ class AsyncClient(_ClientBase):
                 return response
             try:
                 error_body = await response.aread()
+            except httpx.HTTPError:
+                error_body = b""  # the body broke off: the status alone decides
             finally:
                 await response.aclose()
             delay = self._core.delay_after_status(attempt, response.status_code, response.headers)
@@ -470,9 +505,7 @@ class AsyncClient(_ClientBase):
         self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> AsyncChatStream:
         """Start a streaming completion; `async for` over the returned stream for deltas."""
-        self.attempts = 0
-        url, all_headers, content = self._request_parts(body, headers)
-        state = StreamState(clock=self._clock, started_at=self._clock())
+        url, all_headers, content, state = self._request_parts(body, headers)
         response = await self._send("POST", url, all_headers, content, body)
         return AsyncChatStream(response, state)
 
@@ -480,13 +513,11 @@ class AsyncClient(_ClientBase):
         self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> StreamState:
         """One non-streaming completion, loaded into a StreamState."""
-        self.attempts = 0
-        url, all_headers, content = self._request_parts(body, headers)
-        state = StreamState(clock=self._clock, started_at=self._clock())
+        url, all_headers, content, state = self._request_parts(body, headers)
         response = await self._send("POST", url, all_headers, content, body)
         try:
-            state.load_completion(json.loads(await response.aread()))
-        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
+            state.load_completion(_json_object(await response.aread(), "chat.completion", state))
+        except _READ_ERRORS as exc:
             raise self._core.connection_error(exc) from None
         finally:
             await response.aclose()
@@ -498,7 +529,7 @@ class AsyncClient(_ClientBase):
             "GET", self._core.url("models"), self._core.headers(), None, None
         )
         try:
-            payload: dict[str, Any] = json.loads(await response.aread())
+            payload = _json_object(await response.aread(), "model list")
         finally:
             await response.aclose()
         return payload

@@ -118,6 +118,9 @@ class LedgerRow:
 
 _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
 _COLUMNS = ", ".join(_FIELD_NAMES)
+_INSERT = f"INSERT INTO calls ({_COLUMNS}) VALUES ({', '.join('?' for _ in _FIELD_NAMES)})"
+_ERROR_AT = _FIELD_NAMES.index("error")
+_COST_AT = _FIELD_NAMES.index("cost_usd")
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,9 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _is_locked(exc: sqlite3.OperationalError) -> bool:
+def _is_locked(exc: sqlite3.DatabaseError) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
     text = str(exc).lower()
     return "locked" in text or "busy" in text
 
@@ -214,7 +219,7 @@ class Ledger:
             try:
                 with self._connect() as conn:
                     return operation(conn)
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:  # OperationalError, or "file is not a database"
                 if not _is_locked(exc) or attempt == _LOCK_RETRIES - 1:
                     raise ConfigurationError(
                         f"the cost ledger at {str(self.path)!r} failed ({exc}); check the file "
@@ -251,17 +256,14 @@ class Ledger:
 
     def record(self, row: LedgerRow) -> None:
         """Append one row (error text redacted first)."""
-        error = None if row.error is None else settings.redact(row.error)
         values = [getattr(row, name) for name in _FIELD_NAMES]
-        values[_FIELD_NAMES.index("error")] = error
-        values[_FIELD_NAMES.index("cost_usd")] = str(row.cost_usd)
-        placeholders = ", ".join("?" for _ in _FIELD_NAMES)
-        sql = f"INSERT INTO calls ({_COLUMNS}) VALUES ({placeholders})"
+        values[_ERROR_AT] = None if row.error is None else settings.redact(row.error)
+        values[_COST_AT] = str(row.cost_usd)
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(sql, values)
+                conn.execute(_INSERT, values)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

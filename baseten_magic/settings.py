@@ -25,6 +25,9 @@ LEDGER_FILE = "ledger.sqlite3"
 _AUTH_PATTERN = re.compile(r"\b(Bearer|Api-Key)(\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 # A key shorter than this is not replaced inside arbitrary text: it would mangle ordinary words.
 _MIN_KEY_LENGTH = 4
+# What an HTTP header value can carry; anything else makes httpx fail with an error that holds
+# the whole header, key included.
+_HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
 def api_key() -> str:
@@ -35,6 +38,19 @@ def api_key() -> str:
             f"{API_KEY_ENV} is not set; create a key at https://app.baseten.co/settings/api_keys "
             f"and set it with %env {API_KEY_ENV}=... or os.environ (for the offline local server "
             "see `python -m baseten_magic.server`)"
+        )
+    return check_api_key(key)
+
+
+def check_api_key(key: str) -> str:
+    """`key` if it can be sent in an HTTP header; else ConfigurationError (key not shown)."""
+    bad = _HEADER_UNSAFE.search(key)
+    if bad is not None:
+        position = bad.start()
+        raise ConfigurationError(
+            f"the API key holds a character that cannot be sent in an HTTP header (position "
+            f"{position + 1} of {len(key)}, e.g. a curly quote, line break or invisible space); "
+            f"copy the key again into {API_KEY_ENV}"
         )
     return key
 

@@ -256,3 +256,17 @@ def test_catalog_from_scratch() -> None:
     assert catalog.resolve("ab").slug == "a/b"
     assert len(catalog) == 1
     assert catalog.aliases == {"ab": "a/b"}
+
+
+def test_a_model_first_seen_in_a_refresh_keeps_unknown_abilities() -> None:
+    from baseten_magic.params import build_request
+
+    after = default_catalog().refreshed([{"id": "acme/brand-new", "context_length": 8192}])
+    fresh = after.resolve("acme/brand-new")
+    assert not fresh.known and fresh.can_toggle_thinking
+    assert fresh.context_length == 8192
+    # As before the refresh, the server (not the bundled table) decides about thinking.
+    body = build_request(
+        "hi", model="acme/brand-new", stream=True, params={}, catalog=after, thinking=True
+    )
+    assert body["chat_template_args"] == {"enable_thinking": True}

@@ -445,3 +445,91 @@ def test_python_api_runs_function_tools(local_server: LocalServer, ledger_path: 
     assert offered.finish_reason == "tool_calls"
     assert offered.tool_calls[0]["name"] == "lookup_capital"
     assert seen == ["France"]
+
+
+def _mock(handler: Any, **kwargs: Any) -> Client:
+    return Client(
+        base_url="http://test/v1",
+        api_key=kwargs.pop("api_key", "sk-test-key"),
+        transport=httpx.MockTransport(handler),
+        sleep=SleepRecorder(),
+        **kwargs,
+    )
+
+
+def test_multi_line_error_bodies_give_a_one_line_message() -> None:
+    detail = "1 validation error for ChatCompletionRequest\nmessages\n  Field required"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"object": "error", "message": detail})
+
+    with _mock(handler) as c, pytest.raises(errors.BadRequestError) as info:
+        c.stream(_body())
+    text = str(info.value)
+    assert "\n" not in text
+    assert "1 validation error for ChatCompletionRequest messages Field required" in text
+
+
+def test_a_key_echoed_at_the_length_cut_is_redacted_before_the_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "sk-echoed-0123456789abcdef"
+    monkeypatch.setenv("BASETEN_API_KEY", secret)
+    # The key straddles the 300-character cut: cutting first would leave its prefix unredacted.
+    page = "x" * 290 + " " + secret + " tail"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text=page)
+
+    with _mock(handler, api_key=None) as c, pytest.raises(errors.ServerError) as info:
+        c.stream(_body())
+    assert secret[:8] not in str(info.value)
+
+
+def test_a_non_json_200_body_is_a_clear_error_with_the_partial() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>\n<body>Sign in to the proxy</body></html>")
+
+    with _mock(handler) as c:
+        with pytest.raises(errors.StreamError) as info:
+            c.complete(prepare_request("hi", model="gpt-oss", stream=False).body)
+        text = str(info.value)
+        assert "expected a JSON chat.completion" in text and "<html>" in text
+        assert "BASETEN_BASE_URL" in text and "\n" not in text
+        assert info.value.partial is not None and info.value.partial.status == "error"
+        with pytest.raises(errors.StreamError, match="model list"):
+            c.list_models()
+
+
+def test_an_error_body_that_breaks_off_still_gives_the_status_error() -> None:
+    class Broken(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b'{"error": "half'
+            raise httpx.ReadError("connection reset")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, stream=Broken())
+
+    with _mock(handler) as c, pytest.raises(errors.AuthenticationError) as info:
+        c.stream(_body())
+    assert "HTTP 401" in str(info.value)
+
+
+def test_a_key_that_cannot_go_in_a_header_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:  # pragma: no cover - never reached
+        raise AssertionError("nothing may be sent")
+
+    pasted = "sk-pasted\u201ckey-0123456789"
+    with _mock(handler, api_key=pasted) as c, pytest.raises(errors.ConfigurationError) as info:
+        c.stream(_body())
+    assert pasted not in str(info.value) and "position 10" in str(info.value)
+    monkeypatch.setenv("BASETEN_API_KEY", "sk-two\nlines-0123456789")
+    with _mock(handler, api_key=None) as c, pytest.raises(errors.ConfigurationError):
+        c.stream(_body())
+
+
+def test_repr_does_not_raise_on_a_bad_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASETEN_BASE_URL", "inference.baseten.co/v1")
+    assert "invalid BASETEN_BASE_URL" in repr(Client())

@@ -245,3 +245,10 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     for n in range(4):
         assert [r.cell for r in rows if r.session == f"p{n}"] == list(range(50))
     assert ledger.totals().cost_usd == Decimal("2.00")
+
+
+def test_a_file_that_is_not_a_database_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    path.write_bytes(b"not a database, just text that fills a page " * 100)
+    with pytest.raises(ConfigurationError, match=r"not a database.*BASETEN_MAGIC_LEDGER"):
+        Ledger(path)

@@ -136,3 +136,14 @@ def test_redact_uses_the_current_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.redact("first-key-1234") == "***"
     monkeypatch.setenv("BASETEN_API_KEY", "second-key-5678")
     assert settings.redact("second-key-5678 first-key-1234") == "*** first-key-1234"
+
+
+@pytest.mark.parametrize("bad", ["sk-abc\u200bdef0123", "sk-abc\u201cdef0123", "sk-abc\rdef0123"])
+def test_api_key_that_cannot_go_in_a_header_is_refused_and_not_shown(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("BASETEN_API_KEY", bad)
+    with pytest.raises(ConfigurationError, match="position 7 of 14") as info:
+        settings.api_key()
+    assert bad not in str(info.value) and "\n" not in str(info.value)
+    assert settings.check_api_key("local-key with space") == "local-key with space"

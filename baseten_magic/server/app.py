@@ -309,19 +309,20 @@ class ChatApp:
         )
 
     def _model(self, name: str) -> ModelInfo:
-        catalog = self.config.catalog
+        catalog, today = self.config.catalog, self.config.today
         info = catalog.get(name)
-        known = ", ".join(m.slug for m in catalog.models if not m.is_retired(self.config.today))
+        if info is not None and not info.is_retired(today):
+            return info
+        # Only a failing request pays for listing the models.
+        known = ", ".join(m.slug for m in catalog.models if not m.is_retired(today))
         if info is None:
             message = f"Model {name!r} does not exist; expected one of: {known}"
-            raise _Reply(404, wire.error_body("object", 404, message, code="model_not_found"))
-        if info.is_retired(self.config.today):
+        else:
             message = (
                 f"Model {info.slug!r} was retired on {info.deprecated_on}; "
                 f"switch to one of: {known}"
             )
-            raise _Reply(404, wire.error_body("object", 404, message, code="model_not_found"))
-        return info
+        raise _Reply(404, wire.error_body("object", 404, message, code="model_not_found"))
 
     @staticmethod
     def _check_kimi_reasoning(info: ModelInfo, messages: Sequence[Mapping[str, Any]]) -> None:

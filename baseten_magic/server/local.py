@@ -191,7 +191,8 @@ class LocalServer:
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received, oldest first (the Authorization value is redacted)."""
-        return self._app.requests
+        # A copy: the server thread appends to its own list while the caller reads this one.
+        return list(self._app.requests)
 
     @property
     def request_count(self) -> int:
