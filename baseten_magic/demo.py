@@ -50,6 +50,9 @@ def run_notebook(
             nb,
             timeout=timeout,
             kernel_name="python3",
+            # Run every cell and count the failures below, so a failing cell still leaves an
+            # executed notebook to look at (by default the first error aborts the run).
+            allow_errors=True,
             resources={"metadata": {"path": str(notebook.parent)}},
         )
         client.execute(env=env)  # the kernel talks to the local server, never the internet

@@ -148,6 +148,8 @@ class BasetenMagics(Magics):
         self.last_prompt: str = ""
         self.catalog: Catalog | None = None  # set by `%baseten models --refresh`
         self.local_server: LocalServer | None = None
+        # The variables `%baseten local` replaced, as they were before (None: unset then).
+        self._environment_before_local: dict[str, str | None] | None = None
         self._client: Client | None = None
         self._ledger: Ledger | None = None
         self._last_run: tuple[str, str] | None = None  # (cell id, raw cell) from pre_run_cell
@@ -251,13 +253,21 @@ class BasetenMagics(Magics):
         return self._client
 
     def close(self) -> None:
-        """Release the client and stop a local server started by `%baseten local`."""
+        """Release the client; stop a `%baseten local` server and restore the variables it set."""
         if self._client is not None:
             self._client.close()
             self._client = None
         if self.local_server is not None:
             self.local_server.stop()
             self.local_server = None
+        if self._environment_before_local is not None:
+            # Otherwise the kernel would keep pointing at a stopped server, the user's key lost.
+            for name, value in self._environment_before_local.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self._environment_before_local = None
 
     def _pre_run_cell(self, info: ExecutionInfo) -> None:
         # The front end's cell id identifies a cell across edits (see conversation.py).
@@ -354,13 +364,12 @@ class BasetenMagics(Magics):
         parsed = parse_cell(text)
         memory = self.memory and not args.no_memory
         key = cell_key(self._cell_id(cell), line, cell)
-        system = parsed.system_prompt(args.system if args.system is not None else self.system)
+        default_system = args.system if args.system is not None else self.system
         if memory:
+            system = parsed.system_prompt(default_system)
             messages = self.conversation.messages_for(key, parsed.messages, system)
         else:
-            messages = parsed.request_messages(
-                args.system if args.system is not None else self.system
-            )
+            messages = parsed.request_messages(default_system)
 
         params = self._cell_params(args)
         tools = self._tools(args, namespace, params)
@@ -713,12 +722,16 @@ class BasetenMagics(Magics):
 
         if self.local_server is not None:
             self.local_server.stop()
+        if self._environment_before_local is None:
+            self._environment_before_local = {
+                name: os.environ.get(name) for name in (settings.BASE_URL_ENV, settings.API_KEY_ENV)
+            }
         self.local_server = use_local_server(tokens_per_second=tps)
         self._discard_client()  # the next cell connects to the new server
         speed = f" at {tps:g} tokens/s" if tps else ""
         print(
             f"Local server running at {self.local_server.url}{speed}; BASETEN_BASE_URL and "
-            "BASETEN_API_KEY now point at it for this kernel."
+            "BASETEN_API_KEY now point at it for this kernel (until %unload_ext baseten_magic)."
         )
 
     def _sub_config(self, rest: list[str]) -> None:

@@ -467,7 +467,7 @@ class Panel:
     def session_cost(self) -> tuple[int, Decimal]:
         """This session's call count and total cost (cells and panel calls alike)."""
         rows = self.magics.rows
-        return len(rows), sum((Decimal(row.cost_usd) for row in rows), Decimal(0))
+        return len(rows), sum((row.cost_usd for row in rows), Decimal(0))
 
     def _show_cost(self) -> None:
         calls, total = self.session_cost()

@@ -119,14 +119,7 @@ def parse_stop(text: str) -> list[str] | None:
 
 def _parse_value(text: str) -> Any:
     """A typed-in value as `--param` reads it: JSON when it parses, else the raw string."""
-    try:
-        return json.loads(text, parse_constant=_reject)
-    except ValueError:
-        return text
-
-
-def _reject(token: str) -> Any:
-    raise ValueError(token)
+    return parse_assignment(f"value={text}")[1]
 
 
 class OptionalSlider:

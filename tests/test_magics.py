@@ -527,6 +527,19 @@ def test_local_subcommand_points_at_a_new_server(
         shell.run_line_magic("baseten", "local --tps -3")
 
 
+def test_unloading_stops_the_local_server_and_restores_the_variables(
+    shell: Any, server: LocalServer
+) -> None:
+    with capture_output():
+        shell.run_line_magic("baseten", "local")
+        shell.run_line_magic("baseten", "local --tps 500")  # a second server: same originals
+    assert os.environ["BASETEN_BASE_URL"] != server.url
+    shell.run_line_magic("unload_ext", "baseten_magic")
+    assert os.environ["BASETEN_BASE_URL"] == server.url
+    assert os.environ["BASETEN_API_KEY"] == server.api_key
+    shell.run_line_magic("load_ext", "baseten_magic")  # the fixture unloads it again
+
+
 def test_terminal_shell_is_detected() -> None:
     from IPython.terminal.interactiveshell import TerminalInteractiveShell
 

@@ -415,6 +415,56 @@ def test_a_cut_mid_line_does_not_start_a_list_or_heading() -> None:
     assert "<li>" not in rendered["text/html"]
 
 
+def _reference_mid_line_cut(tail: str) -> int | None:
+    """The mid-line cut rule written plainly: the latest candidate leaving nothing open."""
+    start = tail.rfind("\n") + 1
+    line = tail[start:]
+    for pattern in (painter_module._SENTENCE_END_RE, painter_module._SPACE_RE):
+        for match in reversed(list(pattern.finditer(line))):
+            head = line[: match.end()]
+            text = tail[:start] + head
+            if (
+                text.count("`") % 2 == 0
+                and text.count("$$") % 2 == 0
+                and head.count("[") == head.count("]")
+                and head.count("(") == head.count(")")
+            ):
+                return start + match.end()
+    return None
+
+
+def test_mid_line_cut_matches_the_plain_rule_on_random_lines() -> None:
+    rng = random.Random(7)
+    alphabet = ["word", " ", "  ", ". ", "; ", "`", "$$", "$", "[", "]", "(", ")", "\n", "x"]
+    for _ in range(400):
+        tail = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        scan = painter_module._scan(tail, painter_module._Context())
+        cut = painter_module._mid_line_cut(tail, scan)
+        inside = scan.end_context.fence or scan.end_context.table_header
+        expected = None if inside else _reference_mid_line_cut(tail)
+        assert (cut.position if cut else None) == expected, tail
+
+
+def test_mid_line_cut_scans_a_long_one_line_json_tail_in_one_pass() -> None:
+    # An open "[" blocks every candidate; each piece of the line is counted once, not once per
+    # candidate (a 100 KB line of compact JSON took seconds per paint when rescanned).
+    tail = "[" + ", ".join(str(n) for n in range(20_000))
+    scan = painter_module._scan(tail, painter_module._Context())
+    counted: list[int] = []
+
+    class CountingStr(str):
+        def __getitem__(self, key: Any) -> CountingStr:
+            return CountingStr(str.__getitem__(self, key))
+
+        def count(self, sub: str, *args: Any) -> int:
+            counted.append(len(self))
+            return str.count(self, sub, *args)
+
+    cut = painter_module._mid_line_cut(CountingStr(tail), scan)
+    assert cut is None
+    assert sum(counted) <= 20 * len(tail)
+
+
 # --- surfaces ---------------------------------------------------------------------------------
 
 

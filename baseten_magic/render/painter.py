@@ -445,11 +445,6 @@ def _protect_start(text: str) -> str:
     return text
 
 
-def _open_spans(text: str) -> int:
-    # Odd backtick or "$$" counts mean a code span or display math is still open.
-    return text.count("`") % 2 + text.count("$$") % 2 * 2
-
-
 def _opens_fence(line: str) -> _Fence | None:
     match = _FENCE_OPEN_RE.match(line)
     if match is None:
@@ -531,20 +526,30 @@ def _scan(tail: str, context: _Context) -> _Scan:
 
 def _mid_line_cut(tail: str, scan: _Scan) -> _Cut | None:
     # Only the unfinished last line, outside code and tables, is cut inside a line: after its
-    # last sentence end if there is one, else after its last run of spaces.
+    # last sentence end if there is one, else after its last run of spaces. The cut must leave
+    # no code span, display math, link bracket or parenthesis open. Counts run forward in one
+    # pass per pattern (a line can be tens of KB, e.g. one-line JSON, and this runs per paint).
     if scan.end_context.fence is not None or scan.end_context.table_header is not None:
         return None
     start = tail.rfind("\n") + 1
     line = tail[start:]
+    before = tail[:start]
     for pattern in (_SENTENCE_END_RE, _SPACE_RE):
-        for match in reversed(list(pattern.finditer(line))):
-            head = line[: match.end()]
-            if (
-                _open_spans(tail[:start] + head) == 0
-                and head.count("[") == head.count("]")
-                and head.count("(") == head.count(")")
-            ):
-                return _Cut(start + match.end(), _Context(mid_line=True))
+        best = None
+        ticks, dollars, square, paren = before.count("`"), before.count("$$"), 0, 0
+        position = 0
+        for match in pattern.finditer(line):
+            # Each piece ends in whitespace, so no "$$" straddles two pieces.
+            piece = line[position : match.end()]
+            position = match.end()
+            ticks += piece.count("`")
+            dollars += piece.count("$$")
+            square += piece.count("[") - piece.count("]")
+            paren += piece.count("(") - piece.count(")")
+            if ticks % 2 == 0 and dollars % 2 == 0 and square == 0 and paren == 0:
+                best = position
+        if best is not None:
+            return _Cut(start + best, _Context(mid_line=True))
     return None
 
 
