@@ -72,6 +72,16 @@ def _error_text(body: Any) -> str:
     return ""
 
 
+def _scrubbed(body: Any, key: str | None) -> Any:
+    """A copy of an error body with every secret replaced, strings nested anywhere included
+    (a proxy may echo the request's headers back)."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    text = settings.redact(text)
+    if key and len(key) >= 4:
+        text = text.replace(key, "***")
+    return text if isinstance(body, str) else json.loads(text)
+
+
 def _parse_body(content: bytes) -> Any:
     try:
         return json.loads(content)
@@ -138,7 +148,7 @@ class _Core:
         request: Mapping[str, Any] | None,
     ) -> APIStatusError:
         """Translate an HTTP error response into one exception whose message says what to do."""
-        body = _parse_body(content)
+        body = _scrubbed(_parse_body(content), self._api_key)
         detail = _error_message(body) or f"HTTP {status}"
         request_id = headers.get("x-request-id")
         cls: type[APIStatusError]
@@ -235,7 +245,7 @@ class _StreamDecoder:
         raise MidStreamError(
             f"the server reported an error mid-stream: {message} (the partial answer is kept)",
             partial=self.state.result(status="error", error=message),
-            body=error,
+            body=_scrubbed(error, None),
         )
 
 

@@ -533,3 +533,21 @@ def test_a_key_that_cannot_go_in_a_header_is_refused_without_showing_it(
 def test_repr_does_not_raise_on_a_bad_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BASETEN_BASE_URL", "inference.baseten.co/v1")
     assert "invalid BASETEN_BASE_URL" in repr(Client())
+
+
+def test_error_bodies_are_scrubbed_of_the_key() -> None:
+    secret = "sk-echo-9f8e7d6c5b4a"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        echoed = request.headers["authorization"]
+        return httpx.Response(401, json={"error": {"message": "bad key", "echo": echoed}})
+
+    with (
+        Client(
+            base_url="http://test/v1", api_key=secret, transport=httpx.MockTransport(handler)
+        ) as c,
+        pytest.raises(errors.AuthenticationError) as info,
+    ):
+        c.stream(_body())
+    assert secret not in json.dumps(info.value.body)
+    assert secret not in str(info.value)

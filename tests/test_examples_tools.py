@@ -64,8 +64,7 @@ def test_tools_and_structured_notebook(tmp_path: Path) -> None:
     ]
     assert errors == []
     for cell in nb.cells:
-        # Model and tool text is only in the chat cells; the cost table is the project's own.
-        if cell.cell_type == "code" and not cell.source.startswith("%baseten cost"):
+        if cell.cell_type == "code":
             assert_safe_html(_html(cell))
 
     spec = _text(_cell(nb, "from typing import Literal"))
