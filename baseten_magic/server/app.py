@@ -52,6 +52,10 @@ _YIELD_EVERY = 64
 _JSON = {"Content-Type": "application/json"}
 
 
+#: How many requests the server remembers (for tests and the demo's inspection).
+MAX_RECORDED_REQUESTS = 10_000
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request as the server saw it; the Authorization value is replaced by "<redacted>"."""
@@ -117,7 +121,8 @@ class ChatApp:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.requests: list[RecordedRequest] = []
+        # The most recent requests only: a long-running demo server must not grow without bound.
+        self.requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED_REQUESTS)
         self.request_count = 0
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()

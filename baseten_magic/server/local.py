@@ -190,7 +190,7 @@ class LocalServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received, oldest first (the Authorization value is redacted)."""
+        """The last 10,000 requests received, oldest first (the Authorization value redacted)."""
         # A copy: the server thread appends to its own list while the caller reads this one.
         return list(self._app.requests)
 
