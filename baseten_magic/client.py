@@ -351,9 +351,9 @@ class Client(_ClientBase):
 
     def _client(self) -> httpx.Client:
         if self._http is None:
-            transport = (
-                self._transport if isinstance(self._transport, httpx.BaseTransport) else None
-            )
+            transport = self._transport
+            if transport is not None and not isinstance(transport, httpx.BaseTransport):
+                raise TypeError("Client needs a sync transport (httpx.BaseTransport)")
             self._http = httpx.Client(timeout=self._timeout, transport=transport)
         return self._http
 
@@ -454,9 +454,9 @@ class AsyncClient(_ClientBase):
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            transport = (
-                self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
-            )
+            transport = self._transport
+            if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+                raise TypeError("AsyncClient needs an async transport (httpx.AsyncBaseTransport)")
             self._http = httpx.AsyncClient(timeout=self._timeout, transport=transport)
         return self._http
 
