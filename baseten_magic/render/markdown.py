@@ -235,8 +235,8 @@ _RULES = {
 _ALLOWED_TAGS = frozenset(
     {
         "a", "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "em", "strong", "s", "del",
-        "code", "pre", "ul", "ol", "li", "blockquote", "table", "thead", "tbody", "tfoot", "tr", "th",
-        "td", "span", "div", "details", "summary", "small",
+        "code", "pre", "ul", "ol", "li", "blockquote", "table", "thead", "tbody", "tfoot", "tr",
+        "th", "td", "span", "div", "details", "summary", "small",
     }
 )  # fmt: skip
 _ALLOWED_ATTRS = frozenset({"href", "title", "target", "rel", "class", "style", "start", "open"})
