@@ -75,10 +75,11 @@ def imports_of(name: str, path: Path) -> list[tuple[str, bool]]:
     return out
 
 
-@pytest.mark.parametrize(("name", "path"), modules(), ids=[m for m, _ in modules()])
+LAYERED = [(name, path) for name, path in modules() if name != "__init__"]
+
+
+@pytest.mark.parametrize(("name", "path"), LAYERED, ids=[name for name, _ in LAYERED])
 def test_imports_respect_the_layers(name: str, path: Path) -> None:
-    if name in {"__init__", "__main__"}:
-        pytest.skip("the package root re-exports lazily")
     layer = layer_of(name)
     for target, internal in imports_of(name, path):
         if internal:
@@ -97,6 +98,17 @@ def test_imports_respect_the_layers(name: str, path: Path) -> None:
             if top in sys.stdlib_module_names or top == "__future__":
                 continue
             assert top in ALLOWED_THIRD_PARTY[layer], f"{name} (layer {layer}) imports {top}"
+
+
+def test_the_package_root_imports_only_pure_modules_eagerly() -> None:
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    eager = [
+        node.module
+        for node in tree.body  # module level only: lazy and type-only imports are nested
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+    ]
+    assert eager
+    assert all(layer_of(module) == 1 for module in eager), eager
 
 
 def test_only_the_client_imports_httpx() -> None:
