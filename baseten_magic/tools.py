@@ -10,9 +10,7 @@ Tool-call ids go back verbatim (Kimi's look like `functions.get_weather:0`).
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import enum
 import inspect
 import json
 import re
@@ -23,6 +21,7 @@ from typing import Any
 
 from .catalog import ModelInfo
 from .errors import ParameterError
+from .jsonable import to_jsonable
 from .result import ChatResult, ToolCall
 from .structured import build_value, json_default, schema_for_type, type_hints
 
@@ -426,20 +425,7 @@ def encode_result(value: Any) -> str:
     """A tool's return value as message content: strings as they are, anything else as JSON."""
     if isinstance(value, str):
         return value  # quoting a plain string would only add noise for the model
-    try:
-        return json.dumps(value, ensure_ascii=False, default=_jsonable)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
+    return json.dumps(to_jsonable(value), ensure_ascii=False)
 
 
 # -- messages -------------------------------------------------------------------------------------

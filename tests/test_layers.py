@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "baseten_magic"
 
 PURE = {"result", "errors", "sse", "stream", "params", "catalog", "pricing", "settings", "retry"}
-PURE |= {"_version"}
+PURE |= {"_version", "jsonable"}
 IO = {"client", "cost_ledger"}
 # Third-party packages each layer may use (the standard library is always allowed).
 ALLOWED_THIRD_PARTY = {

@@ -345,3 +345,19 @@ def test_streamed_fragments_assemble_with_the_first_id(
     outs = execute_tool_calls(result.tool_calls, fns)
     assert all(o.ok for o in outs), [o.error for o in outs]
     assert outs[1].result == "12:00"
+
+
+def test_tool_results_are_always_valid_json() -> None:
+    import json
+
+    import pydantic
+
+    from baseten_magic.tools import encode_result
+
+    class Reading(pydantic.BaseModel):
+        city: str
+        celsius: float
+
+    encoded = encode_result({"reading": Reading(city="Oslo", celsius=-3.5), "bad": float("nan")})
+    assert json.loads(encoded) == {"reading": {"city": "Oslo", "celsius": -3.5}, "bad": "nan"}
+    assert encode_result("plain text") == "plain text"

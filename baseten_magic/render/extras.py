@@ -9,14 +9,13 @@ This module sits below the adapters, so tool outputs are read by duck type, not 
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import html
 import json
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from baseten_magic.jsonable import to_jsonable
 from baseten_magic.result import Choice, TokenLogprob, ToolCall
 
 from .markdown import (
@@ -129,25 +128,6 @@ def tool_calls_bundle(
 
 
 # -- JSON -----------------------------------------------------------------------------------------
-
-
-def to_jsonable(value: Any) -> Any:
-    """A JSON value for `value`: dataclasses, pydantic models, enums and sets converted."""
-    if hasattr(value, "model_dump") and not isinstance(value, type):
-        return to_jsonable(value.model_dump(mode="json"))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    return str(value)
 
 
 def json_bundle(value: Any) -> RichBundle:
