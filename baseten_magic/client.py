@@ -40,7 +40,7 @@ from .errors import (
 )
 from .retry import RetryPolicy, retry_after_from_headers
 from .sse import SSEDecoder
-from .stream import NO_DELTA, Delta, StreamState
+from .stream import NO_DELTA, Delta, StreamState, error_text
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
 
@@ -52,24 +52,7 @@ _READ_ERRORS = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout)
 def _error_message(body: Any) -> str:
     """The message of any of Baseten's three error-body shapes (or a text body): one line,
     secrets redacted before it is cut to length, so no part of a key can survive the cut."""
-    return settings.redact(" ".join(_error_text(body).split()))[:300]
-
-
-def _error_text(body: Any) -> str:
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, str):
-            return error
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        # The flat shape {"object": "error", "message": ...} is caught by the `message` test.
-        if body.get("message"):
-            return str(body["message"])
-        if body.get("detail"):
-            return str(body["detail"])
-    if isinstance(body, str):
-        return body
-    return ""
+    return settings.redact(" ".join(error_text(body).split()))[:300]
 
 
 def _scrubbed(body: Any, key: str | None) -> Any:

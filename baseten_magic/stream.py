@@ -492,7 +492,10 @@ class StreamState:
         """Freeze what arrived into a ChatResult (harmony markers split out of the content)."""
         reasoning, content = _clean(self.reasoning, self.content)
         if error is None and self._error is not None:
-            error = _error_text(self._error)
+            found = self._error
+            error = error_text(found) or (
+                "unknown error" if isinstance(found, Mapping) else str(found)
+            )
         if latency_s is None:
             latency_s = self._clock() - self._started_at
         first = self._first_token_at
@@ -515,10 +518,18 @@ class StreamState:
         )
 
 
-def _error_text(error: Any) -> str:
-    if isinstance(error, Mapping):
-        return str(error.get("message") or error.get("detail") or "unknown error")
-    return str(error)
+def error_text(body: Any) -> str:
+    """The message of an error body in any of Baseten's shapes (`{"error": "msg"}`,
+    `{"error": {"message": ...}}`, the flat `{"object": "error", "message": ...}`, a bare error
+    object or string); "" when there is none."""
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        if isinstance(inner, str):
+            return inner
+        if isinstance(inner, Mapping) and inner.get("message"):
+            return str(inner["message"])
+        return str(body.get("message") or body.get("detail") or "")
+    return body if isinstance(body, str) else ""
 
 
 # -- gpt-oss harmony markers ----------------------------------------------------------------
