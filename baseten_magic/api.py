@@ -139,7 +139,7 @@ class ChatCall:
         """Price the call, write its ledger row, and keep the result (always runs once)."""
         latency = self._clock() - self._started
         state = self._state
-        message = None if error is None else settings.redact(_one_line(error))
+        message = None if error is None else _one_line(error)
         cost = cost_of(
             None if state is None else state.usage,
             self.request.model,
@@ -286,8 +286,7 @@ class ChatCall:
 def _one_line(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt | asyncio.CancelledError):
         return "interrupted by the user"
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0] if text else type(error).__name__
+    return settings.error_line(error)
 
 
 def _api_context(ledger: bool | Ledger, pricing: Pricing | None) -> CallContext:

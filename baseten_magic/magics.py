@@ -101,8 +101,7 @@ class CellPlan:
 
 def _usage(error: BaseException) -> UsageError:
     """One red line: the first line of the message, with any secret removed."""
-    text = str(error).strip() or type(error).__name__
-    return UsageError(settings.redact(text.splitlines()[0]))
+    return UsageError(settings.error_line(error))
 
 
 def _as_value(raw: str) -> Any:

@@ -30,7 +30,7 @@ from .panel_controls import CompareControls, PanelSettings, SettingsControls
 from .pricing import Pricing, PricingMode, format_usd
 from .render.painter import Painter
 from .result import ChatResult
-from .settings import redact
+from .settings import error_line
 from .stream import Delta
 from .widget_surface import WidgetSurface
 
@@ -57,11 +57,6 @@ _COST_STYLE = "color: #555; font-size: 0.85em;"
 def _error_html(message: str) -> str:
     text = html.escape(message, quote=False)
     return f'<div class="bm-panel-error" style="{_ERROR_STYLE}">{text}</div>'
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return redact(text.splitlines()[0])
 
 
 def find_magics() -> BasetenMagics:
@@ -280,7 +275,7 @@ class Panel:
         try:
             settings = self.controls.read()
         except ParameterError as exc:
-            self.message.value = _error_html(_one_line(exc))
+            self.message.value = _error_html(error_line(exc))
             return None
         self.message.value = ""
         return settings
@@ -316,7 +311,7 @@ class Panel:
                 prepared.append((plan, plan.prepare(prompt, stream=stream, catalog=self.catalog)))
             except ParameterError as exc:
                 where = "Model B: " if index else ""
-                self.message.value = _error_html(where + _one_line(exc))
+                self.message.value = _error_html(where + error_line(exc))
                 return None
         return prepared
 
@@ -436,9 +431,9 @@ class Panel:
             if task is not None:
                 task.uncancel()
         except BasetenError as exc:
-            column.error.value = _error_html(_one_line(exc))
+            column.error.value = _error_html(error_line(exc))
         except Exception as exc:  # the panel shows failures; a traceback would say no more
-            column.error.value = _error_html(f"{type(exc).__name__}: {_one_line(exc)}")
+            column.error.value = _error_html(f"{type(exc).__name__}: {error_line(exc)}")
         finally:
             ticker.cancel()
         result = call.result

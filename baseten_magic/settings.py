@@ -93,3 +93,9 @@ def redact(text: str) -> str:
     if len(key) >= _MIN_KEY_LENGTH:
         text = text.replace(key, "***")
     return _AUTH_PATTERN.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+def error_line(error: BaseException) -> str:
+    """What a user is shown of an error: its first line, secrets removed."""
+    text = str(error).strip() or type(error).__name__
+    return redact(text.splitlines()[0])
