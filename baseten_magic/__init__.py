@@ -12,8 +12,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .errors import (
+from baseten_magic._version import __version__
+from baseten_magic.core.errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -30,24 +30,24 @@ from .errors import (
     StreamError,
     StreamInterrupted,
 )
-from .result import ChatResult, Choice, TokenLogprob, ToolCall, Usage
+from baseten_magic.core.result import ChatResult, Choice, TokenLogprob, ToolCall, Usage
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from .api import achat, chat, ledger
-    from .client import AsyncClient, Client
-    from .params import BasetenWarning
-    from .pricing import Pricing
+    from baseten_magic.api import achat, chat, ledger
+    from baseten_magic.core.params import BasetenWarning
+    from baseten_magic.core.pricing import Pricing
+    from baseten_magic.io.client import AsyncClient, Client
 
 _LAZY = {
     "chat": "api",
     "achat": "api",
     "ledger": "api",
-    "Client": "client",
-    "AsyncClient": "client",
-    "BasetenWarning": "params",
-    "Pricing": "pricing",
+    "Client": "io.client",
+    "AsyncClient": "io.client",
+    "BasetenWarning": "core.params",
+    "Pricing": "core.pricing",
 }
 
 __all__ = [
@@ -93,13 +93,13 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics (`%load_ext baseten_magic`); loading twice is harmless."""
-    from .magics import load_ipython_extension as load
+    from baseten_magic.notebook.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """Forget this shell's magics state (`%unload_ext baseten_magic`)."""
-    from .magics import unload_ipython_extension as unload
+    from baseten_magic.notebook.magics import unload_ipython_extension as unload
 
     unload(ipython)

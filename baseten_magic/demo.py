@@ -33,7 +33,7 @@ def run_notebook(
     import nbformat
     from nbclient import NotebookClient
 
-    from .server import LocalServer
+    from baseten_magic.server import LocalServer
 
     out.parent.mkdir(parents=True, exist_ok=True)
     ledger = out.with_suffix(".ledger.sqlite3").resolve()  # the kernel runs in the notebook dir

@@ -26,11 +26,10 @@ from typing import Any
 
 import httpx
 
-from baseten_magic.client import _StreamDecoder
+from baseten_magic.core.stream import StreamState
+from baseten_magic.io.client import _StreamDecoder
 from baseten_magic.server import LocalServer
-from baseten_magic.stream import StreamState
-
-from . import Section, Target, best_cpu_interleaved, best_cpu_seconds, ratio
+from benchmarks import Section, Target, best_cpu_interleaved, best_cpu_seconds, ratio
 
 __all__ = [
     "decode_floor",

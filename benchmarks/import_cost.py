@@ -15,7 +15,7 @@ import sys
 import tempfile
 from typing import Any
 
-from . import Section, Target, median, ratio
+from benchmarks import Section, Target, median, ratio
 
 __all__ = ["run"]
 

@@ -20,10 +20,9 @@ from typing import Any
 
 import httpx
 
-from baseten_magic.api import prepare_request
-from baseten_magic.client import Client
-
-from . import Section, median, ratio
+from baseten_magic.engine.call import prepare_request
+from baseten_magic.io.client import Client
+from benchmarks import Section, median, ratio
 
 __all__ = ["Timing", "run", "server_process"]
 

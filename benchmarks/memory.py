@@ -15,13 +15,12 @@ import tracemalloc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from baseten_magic.client import _StreamDecoder
+from baseten_magic.core.stream import StreamState
+from baseten_magic.io.client import _StreamDecoder
 from baseten_magic.render.painter import Painter
 from baseten_magic.render.surfaces import RecordingSurface, SlotId, Surface
-from baseten_magic.stream import StreamState
-
-from . import Section, ratio
-from .decode import record_stream, split_reads
+from benchmarks import Section, ratio
+from benchmarks.decode import record_stream, split_reads
 
 __all__ = ["LatestOnlySurface", "peak_bytes", "run"]
 

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baseten_magic.server import LocalServer
-
-from . import Section, Target, ratio
+from benchmarks import Section, Target, ratio
 
 __all__ = ["Run", "run"]
 
@@ -70,8 +69,8 @@ globals().pop("_baseten_painter_stats", None)
 
 _NAIVE = """
 from IPython.display import Markdown, display
-from baseten_magic.api import prepare_request
-from baseten_magic.client import Client
+from baseten_magic.engine.call import prepare_request
+from baseten_magic.io.client import Client
 _bm_client = Client()
 _bm_handle = display(Markdown(""), display_id=True)
 _bm_text = ""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import Section, decode, import_cost, loopback, memory, notebook_traffic
+from benchmarks import Section, decode, import_cost, loopback, memory, notebook_traffic
 
 __all__ = ["BENCHMARKS", "machine", "main", "markdown_report", "render_section"]
 

@@ -13,10 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from baseten_magic.pricing import format_usd
-from baseten_magic.result import ChatResult
-
-from .markdown import escape_text, render_markdown
+from baseten_magic.core.pricing import format_usd
+from baseten_magic.core.result import ChatResult
+from baseten_magic.render.markdown import escape_text, render_markdown
 
 __all__ = [
     "LIVE_REASONING_CHARS",

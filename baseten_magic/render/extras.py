@@ -15,10 +15,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from baseten_magic.jsonable import to_jsonable
-from baseten_magic.result import Choice, TokenLogprob, ToolCall
-
-from .markdown import (
+from baseten_magic.core.jsonable import to_jsonable
+from baseten_magic.core.result import Choice, TokenLogprob, ToolCall
+from baseten_magic.render.markdown import (
     UnsafeHTMLError,
     assert_safe_html,
     escape_text,
@@ -55,7 +54,7 @@ _COLUMN_STYLE = (
 
 
 class ToolOutputLike(Protocol):
-    """What a tool output shows (`baseten_magic.tools.ToolOutput` has these)."""
+    """What a tool output shows (`baseten_magic.core.tools.ToolOutput` has these)."""
 
     @property
     def call_id(self) -> str: ...

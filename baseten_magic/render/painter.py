@@ -42,10 +42,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from baseten_magic.result import ChatResult
-from baseten_magic.stream import Delta
-
-from .bundle import (
+from baseten_magic.core.result import ChatResult
+from baseten_magic.core.stream import Delta
+from baseten_magic.render.bundle import (
     Bundle,
     answer_bundle,
     bundle_size,
@@ -53,7 +52,7 @@ from .bundle import (
     reasoning_final_bundle,
     reasoning_live_bundle,
 )
-from .surfaces import SlotId, Surface
+from baseten_magic.render.surfaces import SlotId, Surface
 
 __all__ = [
     "FENCE_SPLIT_LINES",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .bundle import bundle_size
+from baseten_magic.render.bundle import bundle_size
 
 __all__ = ["IPythonSurface", "Message", "RecordingSurface", "SlotId", "Surface"]
 

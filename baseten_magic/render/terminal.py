@@ -11,10 +11,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from baseten_magic.result import ChatResult
-from baseten_magic.stream import Delta
-
-from .bundle import footer_text, status_mark
+from baseten_magic.core.result import ChatResult
+from baseten_magic.core.stream import Delta
+from baseten_magic.render.bundle import footer_text, status_mark
 
 __all__ = ["TerminalPrinter"]
 

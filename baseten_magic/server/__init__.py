@@ -17,8 +17,8 @@ described in `baseten_magic.server.generate`; the faults in `baseten_magic.serve
 
 from __future__ import annotations
 
-from .app import RecordedRequest
-from .faults import Fault
-from .local import LocalServer, use_local_server
+from baseten_magic.server.app import RecordedRequest
+from baseten_magic.server.faults import Fault
+from baseten_magic.server.local import LocalServer, use_local_server
 
 __all__ = ["Fault", "LocalServer", "RecordedRequest", "use_local_server"]

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from .local import LocalServer
+from baseten_magic.server.local import LocalServer
 
 
 def _parser() -> argparse.ArgumentParser:

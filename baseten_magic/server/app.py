@@ -25,20 +25,19 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from baseten_magic.catalog import Catalog, ModelInfo
-from baseten_magic.errors import ParameterError
-from baseten_magic.params import validate_params
-
-from . import wire
-from .faults import Fault, random_fault
-from .generate import (
+from baseten_magic.core.catalog import Catalog, ModelInfo
+from baseten_magic.core.errors import ParameterError
+from baseten_magic.core.params import validate_params
+from baseten_magic.server import wire
+from baseten_magic.server.faults import Fault, random_fault
+from baseten_magic.server.generate import (
     ChoicePlan,
     GenerationRequest,
     count_prompt_tokens,
     message_token_counts,
     plan,
 )
-from .http import BadRequest, Exchange, Request
+from baseten_magic.server.http import BadRequest, Exchange, Request
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"

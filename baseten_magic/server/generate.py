@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .schema_sample import sample, violate
+from baseten_magic.server.schema_sample import sample, violate
 
 _TOKEN_RE = re.compile(r"\s*\S+\s*")
 _WORDS_RE = re.compile(r"/words\s+(\d+)")

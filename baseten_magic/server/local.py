@@ -14,11 +14,10 @@ from datetime import date
 from types import TracebackType
 from typing import Any
 
-from baseten_magic.catalog import Catalog, default_catalog
-
-from .app import ChatApp, RecordedRequest, ServerConfig, new_api_key
-from .faults import Fault
-from .http import HTTPServer
+from baseten_magic.core.catalog import Catalog, default_catalog
+from baseten_magic.server.app import ChatApp, RecordedRequest, ServerConfig, new_api_key
+from baseten_magic.server.faults import Fault
+from baseten_magic.server.http import HTTPServer
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0

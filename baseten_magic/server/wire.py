@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from baseten_magic.catalog import ModelInfo
-
-from .generate import ChoicePlan, TokenLogprob, ToolCallPlan
+from baseten_magic.core.catalog import ModelInfo
+from baseten_magic.server.generate import ChoicePlan, TokenLogprob, ToolCallPlan
 
 _MILLION = Decimal(1_000_000)
 

@@ -50,7 +50,7 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from .kernel import kernel_environ, write_notebook
+from harness.kernel import kernel_environ, write_notebook
 
 __all__ = [
     "ARTIFACTS",

@@ -1,0 +1,101 @@
+"""The environment, read at call time: API key, base URL, ledger path; and secret redaction.
+
+Rule: nothing here is cached, so `%env BASETEN_API_KEY=...` takes effect on the next call, and no
+function returns or raises text that contains the key (run `redact` on anything that might).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from baseten_magic.core.errors import ConfigurationError
+
+API_KEY_ENV = "BASETEN_API_KEY"
+BASE_URL_ENV = "BASETEN_BASE_URL"
+LEDGER_ENV = "BASETEN_MAGIC_LEDGER"
+DEFAULT_BASE_URL = "https://inference.baseten.co/v1"
+APP_NAME = "baseten_magic"
+LEDGER_FILE = "ledger.sqlite3"
+
+# Authorization header values, as they may appear in logged requests or echoed errors; the token
+# is RFC 6750's b64token character set, so surrounding punctuation survives.
+_AUTH_PATTERN = re.compile(r"\b(Bearer|Api-Key)(\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# A key shorter than this is not replaced inside arbitrary text: it would mangle ordinary words.
+_MIN_KEY_LENGTH = 4
+# What an HTTP header value can carry; anything else makes httpx fail with an error that holds
+# the whole header, key included.
+_HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def api_key() -> str:
+    """The API key from `BASETEN_API_KEY`; raises ConfigurationError saying how to set it."""
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        raise ConfigurationError(
+            f"{API_KEY_ENV} is not set; create a key at https://app.baseten.co/settings/api_keys "
+            f"and set it with %env {API_KEY_ENV}=... or os.environ (for the offline local server "
+            "see `python -m baseten_magic.server`)"
+        )
+    return check_api_key(key)
+
+
+def check_api_key(key: str) -> str:
+    """`key` if it can be sent in an HTTP header; else ConfigurationError (key not shown)."""
+    bad = _HEADER_UNSAFE.search(key)
+    if bad is not None:
+        position = bad.start()
+        raise ConfigurationError(
+            f"the API key holds a character that cannot be sent in an HTTP header (position "
+            f"{position + 1} of {len(key)}, e.g. a curly quote, line break or invisible space); "
+            f"copy the key again into {API_KEY_ENV}"
+        )
+    return key
+
+
+def base_url() -> str:
+    """The API base URL from `BASETEN_BASE_URL` (default Baseten's), without a trailing slash."""
+    url = os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"{BASE_URL_ENV} must start with http:// or https://, got {redact(url)!r}; "
+            f"set it to e.g. {DEFAULT_BASE_URL} or http://127.0.0.1:8000/v1"
+        )
+    return url.rstrip("/")
+
+
+def data_dir() -> Path:
+    """The per-user data directory of baseten_magic, following each platform's convention."""
+    if sys.platform == "win32":
+        root = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(root) / APP_NAME
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP_NAME
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    # The XDG spec says relative paths are invalid and must be ignored.
+    root = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return root / APP_NAME
+
+
+def ledger_path() -> Path:
+    """Where the cost ledger lives: `BASETEN_MAGIC_LEDGER`, else the user data directory."""
+    configured = os.environ.get(LEDGER_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return data_dir() / LEDGER_FILE
+
+
+def redact(text: str) -> str:
+    """`text` with the current API key and any `Bearer`/`Api-Key` token replaced by `***`."""
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if len(key) >= _MIN_KEY_LENGTH:
+        text = text.replace(key, "***")
+    return _AUTH_PATTERN.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+def error_line(error: BaseException) -> str:
+    """What a user is shown of an error: its first line, secrets removed."""
+    text = str(error).strip() or type(error).__name__
+    return redact(text.splitlines()[0])

@@ -1,0 +1,497 @@
+"""The widget panel: tweak parameters, send a prompt, watch the answer stream, stop it.
+
+Rule: the panel never blocks the kernel. Send starts tasks on the kernel's running event loop
+(widget callbacks run on it); there are no threads for HTTP, no nested loops. Stop cancels those
+tasks: `ChatCall` logs a cancelled call as `interrupted` and keeps its partial result. The
+panel's controls and the `BasetenMagics` traits are one set of settings, linked both ways, and
+answers are painted with the same `Painter` and bundles as the magic, onto a `WidgetSurface`.
+ipywidgets is imported here (and in `panel_controls`, `widget_surface`) only, so the package
+does not load it until a panel is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import html
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, cast
+
+import ipywidgets as widgets
+
+from baseten_magic.core.catalog import Catalog, default_catalog
+from baseten_magic.core.errors import BasetenError, ConfigurationError, ParameterError
+from baseten_magic.core.pricing import Pricing, PricingMode, format_usd
+from baseten_magic.core.result import ChatResult
+from baseten_magic.core.settings import error_line
+from baseten_magic.core.stream import Delta
+from baseten_magic.engine.call import CallContext, ChatCall, PreparedRequest
+from baseten_magic.io.client import AsyncClient
+from baseten_magic.io.ledger import LedgerRow
+from baseten_magic.panel.controls import CompareControls, PanelSettings, SettingsControls
+from baseten_magic.panel.surface import WidgetSurface
+from baseten_magic.render.painter import Painter
+
+if TYPE_CHECKING:
+    from baseten_magic.notebook.magics import BasetenMagics
+
+__all__ = ["Panel", "show_panel"]
+
+#: The BasetenMagics traits the panel's controls stand for.
+LINKED_TRAITS = (
+    "model",
+    "system",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "reasoning_effort",
+    "thinking",
+    "params",
+)
+_ERROR_STYLE = "color: #c62828; font-size: 0.9em;"
+_COST_STYLE = "color: #555; font-size: 0.85em;"
+
+
+def _error_html(message: str) -> str:
+    text = html.escape(message, quote=False)
+    return f'<div class="bm-panel-error" style="{_ERROR_STYLE}">{text}</div>'
+
+
+def find_magics() -> BasetenMagics:
+    """This shell's BasetenMagics instance, loading the extension first if needed."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from baseten_magic.notebook.magics import BasetenMagics
+
+    if not InteractiveShell.initialized():
+        raise ConfigurationError(
+            "Panel() needs a running IPython shell, got none; use it in a notebook, "
+            "or pass Panel(magics) with a BasetenMagics instance"
+        )
+    shell: Any = InteractiveShell.instance()
+    found = shell.magics_manager.registry.get(BasetenMagics.__name__)
+    if not isinstance(found, BasetenMagics):
+        shell.extension_manager.load_extension("baseten_magic")
+        found = shell.magics_manager.registry.get(BasetenMagics.__name__)
+    if not isinstance(found, BasetenMagics):
+        raise ConfigurationError(
+            "expected %load_ext baseten_magic to register BasetenMagics, got none; "
+            "run %load_ext baseten_magic and try again"
+        )
+    return found
+
+
+class _Column:
+    """One answer column: a title, the streamed answer (a WidgetSurface) and an error line."""
+
+    def __init__(self) -> None:
+        self.title = widgets.HTML("")
+        self.surface = WidgetSurface(widgets.VBox())
+        self.error = widgets.HTML("")
+        self.widget = widgets.VBox(
+            [self.title, self.surface.box, self.error],
+            layout=widgets.Layout(flex="1 1 0", min_width="0", padding="0 6px"),
+        )
+
+    def reset(self, title: str) -> None:
+        self.title.value = title
+        self.error.value = ""
+        self.surface.clear()
+
+
+#: The panel's plain-text form: widget state is not saved with the notebook.
+SAVED_TEXT = "Baseten panel (a live widget: run this cell in a running kernel to use it)"
+
+
+class Panel:
+    """The interactive panel; `Panel()` finds this shell's BasetenMagics (loading the extension)."""
+
+    def __init__(self, magics: BasetenMagics | None = None, *, catalog: Catalog | None = None):
+        self.magics: BasetenMagics = magics if magics is not None else find_magics()
+        # A catalog refreshed by `%baseten models --refresh` lives on the magics instance.
+        self.catalog = catalog or self.magics.catalog or default_catalog()
+        self._tasks: list[asyncio.Task[ChatResult | None]] = []
+        self._syncing = False
+        self._last_cost: Decimal | None = None
+
+        self.controls = SettingsControls(self.catalog)
+        self.compare_controls = CompareControls(self.catalog)
+        self.compare = widgets.ToggleButton(
+            value=False, description="Compare", icon="columns", tooltip="Run two settings"
+        )
+        self.compare_controls.widget.layout.display = "none"
+        self.prompt = widgets.Textarea(
+            value="",
+            placeholder="Ask something…",
+            layout=widgets.Layout(width="100%", height="6em"),
+        )
+        self.send_button = widgets.Button(
+            description="Send", button_style="primary", icon="paper-plane"
+        )
+        self.stop_button = widgets.Button(
+            description="Stop", button_style="danger", icon="stop", disabled=True
+        )
+        self.rerun_button = widgets.Button(
+            description="Re-run last cell's prompt",
+            icon="redo",
+            tooltip="Fill the prompt with the last %%baseten cell's prompt and send it",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.message = widgets.HTML("")
+        self.cost = widgets.HTML("")
+        self.columns = (_Column(), _Column())
+        self.columns[1].widget.layout.display = "none"
+        self.output = widgets.HBox(
+            [column.widget for column in self.columns], layout=widgets.Layout(width="100%")
+        )
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML("<b>Baseten</b>"),
+                self.controls.widget,
+                self.compare,
+                self.compare_controls.widget,
+                self.prompt,
+                widgets.HBox([self.send_button, self.stop_button, self.rerun_button]),
+                self.message,
+                self.output,
+                self.cost,
+            ],
+            layout=widgets.Layout(width="100%"),
+        )
+        # Stable class names: the page's own hooks for styling and browser tests.
+        self.widget.add_class("bm-panel")
+        for widget, name in (
+            (self.prompt, "bm-prompt"),
+            (self.send_button, "bm-send"),
+            (self.stop_button, "bm-stop"),
+            (self.rerun_button, "bm-rerun"),
+            (self.compare, "bm-compare"),
+            (self.cost, "bm-cost"),
+        ):
+            widget.add_class(name)
+        for column in self.columns:
+            column.widget.add_class("bm-column")
+
+        self.controls.load(self._settings_from_traits())
+        self._check_controls()
+        self.controls.observe(self._controls_changed)
+        self.magics.observe(self._traits_changed, names=list(LINKED_TRAITS))
+        self.compare.observe(self._compare_changed, names="value")
+        self.send_button.on_click(lambda _button: self.send())
+        self.stop_button.on_click(lambda _button: self.stop())
+        self.rerun_button.on_click(lambda _button: self.rerun_last())
+        self._show_cost()
+
+    # -- display ------------------------------------------------------------------------------
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle: dict[str, Any] = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        # What a saved notebook (or a front end without widgets) shows instead of the widget.
+        bundle["text/plain"] = SAVED_TEXT
+        return bundle
+
+    def close(self) -> None:
+        """Stop streaming, unlink from the magics' traits and close every widget."""
+        self.stop()
+        with contextlib.suppress(ValueError):
+            self.magics.unobserve(self._traits_changed, names=list(LINKED_TRAITS))
+        _close_tree(self.widget)
+
+    # -- settings, both ways ----------------------------------------------------------------------
+
+    def _settings_from_traits(self) -> PanelSettings:
+        m = self.magics
+        return PanelSettings(
+            model=str(m.model),
+            system=str(m.system or ""),
+            temperature=m.temperature,
+            top_p=m.top_p,
+            max_tokens=m.max_tokens,
+            reasoning_effort=m.reasoning_effort or None,
+            thinking=m.thinking,
+            params=dict(m.params or {}),
+        )
+
+    @contextlib.contextmanager
+    def _sync(self) -> Iterator[None]:
+        # Guards against echo: a change made by one side must not bounce back from the other.
+        self._syncing = True
+        try:
+            yield
+        finally:
+            self._syncing = False
+
+    def _traits_changed(self, change: Mapping[str, Any]) -> None:
+        if self._syncing:
+            return
+        with self._sync():
+            self.controls.load(self._settings_from_traits())
+        self._check_controls()
+
+    def _controls_changed(self, change: Mapping[str, Any]) -> None:
+        if self._syncing:
+            return
+        settings = self._check_controls()
+        if settings is None:
+            return
+        with self._sync():
+            self._push(settings)
+
+    def _push(self, settings: PanelSettings) -> None:
+        """Set the magics' traits from valid settings (only those that differ)."""
+        m = self.magics
+        wanted: dict[str, Any] = {
+            "model": settings.model,
+            "system": settings.system,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_tokens": settings.max_tokens,
+            "reasoning_effort": settings.reasoning_effort,
+            "thinking": settings.thinking,
+            "params": dict(settings.params),
+        }
+        if self._same_model(str(m.model), settings.model):
+            del wanted["model"]  # keep the user's alias (e.g. "gpt-oss") when it names the same
+        with m.hold_trait_notifications():
+            for name, value in wanted.items():
+                if getattr(m, name) != value:
+                    setattr(m, name, value)
+
+    def _same_model(self, a: str, b: str) -> bool:
+        try:
+            return self.catalog.resolve(a).slug == self.catalog.resolve(b).slug
+        except ParameterError:
+            return a == b
+
+    def _check_controls(self) -> PanelSettings | None:
+        """Read the controls; an invalid value shows in the red line and returns None."""
+        try:
+            settings = self.controls.read()
+        except ParameterError as exc:
+            self.message.value = _error_html(error_line(exc))
+            return None
+        self.message.value = ""
+        return settings
+
+    def _compare_changed(self, change: Mapping[str, Any]) -> None:
+        on = bool(change["new"])
+        self.compare_controls.widget.layout.display = None if on else "none"
+        self.columns[1].widget.layout.display = None if on else "none"
+
+    @property
+    def settings(self) -> PanelSettings | None:
+        """The settings the controls describe now, or None while a value is invalid."""
+        return self._check_controls()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    @property
+    def streaming(self) -> bool:
+        """True while an answer is streaming."""
+        return any(not task.done() for task in self._tasks)
+
+    def _prepare(self, prompt: str) -> list[tuple[PanelSettings, PreparedRequest]] | None:
+        settings = self._check_controls()
+        if settings is None:
+            return None
+        plans = [settings]
+        if self.compare.value:
+            plans.append(self.compare_controls.apply(settings))
+        stream = bool(getattr(self.magics, "stream", True))
+        prepared = []
+        for index, plan in enumerate(plans):
+            try:
+                prepared.append((plan, plan.prepare(prompt, stream=stream, catalog=self.catalog)))
+            except ParameterError as exc:
+                where = "Model B: " if index else ""
+                self.message.value = _error_html(where + error_line(exc))
+                return None
+        return prepared
+
+    def send(self) -> None:
+        """Send the prompt with the panel's settings; returns at once while the answer streams."""
+        if self.streaming:
+            self.message.value = _error_html(
+                "an answer is still streaming; press Stop or wait for it, then send again"
+            )
+            return
+        prompt = str(self.prompt.value)
+        if not prompt.strip():
+            self.message.value = _error_html("the prompt is empty; type a prompt, then Send")
+            return
+        plans = self._prepare(prompt)
+        if plans is None:
+            return  # the red line says why; nothing was sent
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.message.value = _error_html(
+                "the panel streams on a running event loop, found none; use it in a Jupyter "
+                "kernel, or call send() from async code"
+            )
+            return
+        compare = len(plans) > 1
+        self._tasks = []
+        for index, (plan, request) in enumerate(plans):
+            column = self.columns[index]
+            title = f"{'AB'[index]} · {plan.model}"
+            column.reset(f"<small><b>{html.escape(title)}</b></small>" if compare else "")
+            self._tasks.append(loop.create_task(self._run(column, request)))
+        self._set_streaming(True)
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
+
+    def stop(self) -> None:
+        """Cancel the streaming answer(s); the partial answer stays, marked interrupted."""
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+
+    @property
+    def results(self) -> list[ChatResult]:
+        """The results of the last Send that have finished, in column order (A, then B)."""
+        found = []
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                result = task.result()
+                if result is not None:
+                    found.append(result)
+        return found
+
+    async def wait(self) -> list[ChatResult]:
+        """Wait for the running answer(s) to finish; returns the results of the last Send."""
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._task_done(tasks[-1])
+        return self.results
+
+    def rerun_last(self) -> None:
+        """Fill the prompt with the last `%%baseten` cell's prompt and send it."""
+        last = str(getattr(self.magics, "last_prompt", "") or "")
+        if not last.strip():
+            self.message.value = _error_html(
+                "no %%baseten cell has run in this session yet; run one, or type a prompt"
+            )
+            return
+        self.prompt.value = last
+        self.send()
+
+    def _set_streaming(self, on: bool) -> None:
+        self.send_button.disabled = on
+        self.rerun_button.disabled = on
+        self.stop_button.disabled = not on
+
+    def _task_done(self, _task: asyncio.Task[ChatResult | None]) -> None:
+        if not self.streaming:
+            self._set_streaming(False)
+            self._show_cost()
+
+    def _context(self) -> CallContext:
+        m = self.magics
+        session = str(m.session_id)
+        return CallContext(
+            session=session,
+            source="panel",
+            cell=None,
+            pricing=Pricing(mode=cast(PricingMode, m.pricing_mode)),  # the trait is validated
+            ledger=m.ledger,
+            headers={"x-session-affinity": f"{session}-panel"},
+        )
+
+    async def _run(self, column: _Column, request: PreparedRequest) -> ChatResult | None:
+        """Stream one answer into `column`; never raises (errors show in the column)."""
+        m = self.magics
+        pricing_mode = str(m.pricing_mode)
+        interval = float(getattr(m, "paint_interval", 0.1))
+        show_reasoning = bool(getattr(m, "show_reasoning", True))
+        painter = Painter(column.surface, interval=interval)
+
+        def on_delta(delta: Delta) -> None:
+            if not show_reasoning and delta.reasoning:
+                delta = Delta(delta.content, "", delta.tool_calls_changed)
+            painter.add(delta)
+
+        context = self._context()
+        call = ChatCall(request, context, on_delta=on_delta)
+        ticker = asyncio.get_running_loop().create_task(_tick(painter, interval))
+        try:
+            async with AsyncClient() as client:
+                await call.arun(client)
+        except asyncio.CancelledError:
+            # Our own Stop: the call logged itself as interrupted; end this task quietly.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except BasetenError as exc:
+            column.error.value = _error_html(error_line(exc))
+        except Exception as exc:  # the panel shows failures; a traceback would say no more
+            column.error.value = _error_html(f"{type(exc).__name__}: {error_line(exc)}")
+        finally:
+            ticker.cancel()
+        result = call.result
+        if result is not None:
+            shown = result if show_reasoning else dataclasses.replace(result, reasoning="")
+            painter.finish(shown, pricing_mode=pricing_mode)
+            self._remember(result, context)
+        return result
+
+    def _remember(self, result: ChatResult, context: CallContext) -> None:
+        """Keep a panel call in the session's history and rows, as `%baseten cost` reads them."""
+        self._last_cost = result.cost
+        self.magics.history.append(result)
+        self.magics.rows.append(
+            LedgerRow.from_result(
+                result,
+                session=context.session,
+                cell=None,
+                pricing_mode=context.pricing.mode,
+                source="panel",
+            )
+        )
+
+    # -- cost -------------------------------------------------------------------------------------
+
+    def session_cost(self) -> tuple[int, Decimal]:
+        """This session's call count and total cost (cells and panel calls alike)."""
+        rows = self.magics.rows
+        return len(rows), sum((row.cost_usd for row in rows), Decimal(0))
+
+    def _show_cost(self) -> None:
+        calls, total = self.session_cost()
+        parts = [f"Session: {format_usd(total)} over {calls} call{'s' if calls != 1 else ''}"]
+        if self._last_cost is not None:
+            parts.append(f"last call: {format_usd(self._last_cost)}")
+        self.cost.value = (
+            f'<div class="bm-panel-cost" style="{_COST_STYLE}">'
+            f"{html.escape(' · '.join(parts))}</div>"
+        )
+
+
+async def _tick(painter: Painter, interval: float) -> None:
+    """Repaint while no delta arrives, so a throttled tail is never left behind."""
+    while True:
+        await asyncio.sleep(interval)
+        painter.tick()
+
+
+def _close_tree(widget: Any) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+def show_panel(magics: BasetenMagics | None = None) -> Panel:
+    """Display a new panel for `magics` (or this shell's) and return it."""
+    from IPython.display import display
+
+    panel = Panel(magics)
+    display(panel)  # type: ignore[no-untyped-call]
+    return panel

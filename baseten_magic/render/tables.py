@@ -1,0 +1,140 @@
+"""The `%baseten cost` and `%baseten models` tables, as safe MIME bundles.
+
+Rule: a table is `{"text/html": ..., "text/plain": ...}`; the HTML is the project's own markup
+and every value in it (model names, statuses, error text, catalog data) is escaped, so nothing
+from a server or a price file ever reaches the page as live HTML. The text/plain part is an
+aligned table that reads well in a terminal.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from decimal import Decimal
+
+from baseten_magic.core.catalog import Catalog, ModelInfo
+from baseten_magic.core.pricing import format_usd
+from baseten_magic.io.ledger import LedgerRow
+
+Bundle = dict[str, str]
+
+_TABLE_STYLE = "border-collapse: collapse; font-size: 0.9em;"
+_CELL_STYLE = "padding: 2px 8px; text-align: right;"
+_TEXT_CELL_STYLE = "padding: 2px 8px; text-align: left;"
+
+COST_COLUMNS = ("cell", "model", "in", "out", "reasoning", "cost", "latency", "status")
+MODEL_COLUMNS = (
+    "model",
+    "aliases",
+    "context",
+    "reasoning",
+    "input $/M",
+    "output $/M",
+    "cached $/M",
+)
+_LEFT = {"model", "aliases", "status", "reasoning"}
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def _table(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], footer: Sequence[str] | None
+) -> Bundle:
+    """Build both parts of a table from plain strings (escaped here, once)."""
+
+    def cells(values: Sequence[str], tag: str) -> str:
+        out = []
+        for column, value in zip(columns, values, strict=True):
+            style = _TEXT_CELL_STYLE if column in _LEFT else _CELL_STYLE
+            out.append(f'<{tag} style="{style}">{html.escape(value)}</{tag}>')
+        return "<tr>" + "".join(out) + "</tr>"
+
+    body = "".join(cells(row, "td") for row in rows)
+    foot = f"<tfoot>{cells(footer, 'th')}</tfoot>" if footer else ""
+    markup = (
+        f'<table class="bm-table" style="{_TABLE_STYLE}"><thead>{cells(columns, "th")}</thead>'
+        f"<tbody>{body}</tbody>{foot}</table>"
+    )
+    everything = [list(columns), *map(list, rows), *([list(footer)] if footer else [])]
+    widths = [max(len(r[i]) for r in everything) for i in range(len(columns))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = []
+        for column, value, width in zip(columns, values, widths, strict=True):
+            parts.append(value.ljust(width) if column in _LEFT else value.rjust(width))
+        return "  ".join(parts).rstrip()
+
+    plain = [line(columns), "  ".join("-" * w for w in widths)]
+    plain.extend(line(row) for row in rows)
+    if footer:
+        plain.append("  ".join("-" * w for w in widths))
+        plain.append(line(footer))
+    return {"text/html": markup, "text/plain": "\n".join(plain)}
+
+
+def cost_table(rows: Sequence[LedgerRow]) -> Bundle:
+    """This session's calls, one row per call, with totals."""
+    if not rows:
+        message = "No %%baseten calls in this session yet."
+        return {"text/html": f"<p>{html.escape(message)}</p>", "text/plain": message}
+    lines = [
+        (
+            "—" if row.cell is None else str(row.cell),
+            row.model,
+            f"{row.prompt_tokens:,}",
+            f"{row.completion_tokens:,}",
+            f"{row.reasoning_tokens:,}",
+            format_usd(row.cost_usd),
+            _seconds(row.latency_s),
+            row.status,
+        )
+        for row in rows
+    ]
+    total_cost = sum((row.cost_usd for row in rows), Decimal(0))
+    latency = sum(row.latency_s or 0.0 for row in rows)
+    footer = (
+        "total",
+        f"{len(rows)} call{'s' if len(rows) != 1 else ''}",
+        f"{sum(r.prompt_tokens for r in rows):,}",
+        f"{sum(r.completion_tokens for r in rows):,}",
+        f"{sum(r.reasoning_tokens for r in rows):,}",
+        format_usd(total_cost),
+        _seconds(latency),
+        _status_summary(rows),
+    )
+    return _table(COST_COLUMNS, lines, footer)
+
+
+def _status_summary(rows: Sequence[LedgerRow]) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return ", ".join(f"{count} {status}" for status, count in counts.items())
+
+
+def _price(value: Decimal | None) -> str:
+    return "?" if value is None else f"${value}"
+
+
+def _model_row(info: ModelInfo) -> tuple[str, ...]:
+    retired = f" (retires {info.deprecated_on.isoformat()})" if info.deprecated_on else ""
+    return (
+        info.slug + retired,
+        ", ".join(info.aliases),
+        "?" if info.context_length is None else f"{info.context_length:,}",
+        info.reasoning.replace("_", " "),
+        _price(info.input_price),
+        _price(info.output_price),
+        _price(info.cached_input_price),
+    )
+
+
+def models_table(catalog: Catalog) -> Bundle:
+    """The catalog: slug, aliases, context, reasoning mode and prices per million tokens."""
+    table = _table(MODEL_COLUMNS, [_model_row(info) for info in catalog.models], None)
+    note = f"Prices in USD per million tokens, as of {catalog.prices_as_of or 'unknown'}."
+    table["text/html"] += f'<p style="font-size: 0.8em; color: #777;">{html.escape(note)}</p>'
+    table["text/plain"] += "\n" + note
+    return table

@@ -1,0 +1,246 @@
+"""The `%%baseten` magic in a real ipykernel: example notebooks, IOPub traffic, interrupts, secrets.
+
+Rule: what a front end receives is the contract here. Every test drives a real kernel process
+(`harness.kernel.KernelSession`) pointed at a `LocalServer` in this process over loopback, and
+asserts on the IOPub messages and the outputs a notebook would save.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from harness import server_env
+from harness.kernel import ExecResult, KernelSession
+
+from baseten_magic.io.ledger import Ledger
+from baseten_magic.server import LocalServer
+
+pytestmark = pytest.mark.kernel
+
+REPO = Path(__file__).resolve().parents[2]
+INTERRUPTED_MARK = "■ interrupted — partial answer"
+# Display messages may carry at most this multiple of the final outputs' bytes.
+BYTES_MULTIPLE = 3
+# jupyter_server drops IOPub messages above 1000/s; the painter should stay far below.
+MAX_MESSAGES_PER_S = 50
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    """One server for the module; tests that change its speed put it back."""
+    with LocalServer() as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def module_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kernel's cost ledger (the kernel's environment is fixed when it starts)."""
+    return tmp_path_factory.mktemp("ledger") / "ledger.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def kernel(server: LocalServer, module_ledger: Path) -> Iterator[KernelSession]:
+    """One kernel for the module, with the magic loaded; starting one costs about a second."""
+    env = {**server_env(server), "BASETEN_MAGIC_LEDGER": str(module_ledger)}
+    with KernelSession(env) as session:
+        loaded = session.execute("%load_ext baseten_magic", timeout=60)
+        assert loaded.status == "ok", loaded.outputs
+        yield session
+
+
+@pytest.fixture
+def speed(server: LocalServer) -> Iterator[LocalServer]:
+    """The module's server; whatever speed a test sets is reset to unthrottled afterwards."""
+    try:
+        yield server
+    finally:
+        server.set_speed(None)
+
+
+def _display_messages(result: ExecResult) -> list[Any]:
+    return result.of_type("display_data") + result.of_type("update_display_data")
+
+
+def _answer_text(outputs: tuple[Mapping[str, Any], ...]) -> str:
+    """The answer's plain text: answer segments only (no reasoning block, footer or mark)."""
+    parts = []
+    for out in outputs:
+        html = str(out.get("data", {}).get("text/html", ""))
+        if html.startswith('<div class="bm-answer'):
+            parts.append(str(out["data"]["text/plain"]))
+    return "".join(parts)
+
+
+def _outputs_bytes(outputs: tuple[Mapping[str, Any], ...]) -> int:
+    # Measured like the harness measures message content: JSON-encoded.
+    return sum(len(json.dumps(out.get("data", {}))) for out in outputs)
+
+
+def test_quickstart_notebook_runs_clean_with_the_readme_command(tmp_path: Path) -> None:
+    """`python3 -m baseten_magic.demo examples/quickstart.ipynb --out q.ipynb` exits 0."""
+    out = tmp_path / "q.ipynb"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "baseten_magic.demo",
+            "examples/quickstart.ipynb",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "errors: 0" in proc.stdout
+    nb = nbformat.read(out, as_version=4)  # type: ignore[no-untyped-call]
+    magic_cells = [
+        c for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%baseten")
+    ]
+    answered = 0
+    for cell in magic_cells:
+        if "raises-exception" in cell.metadata.get("tags", []):
+            continue
+        htmls = [str(o.get("data", {}).get("text/html", "")) for o in cell.outputs]
+        assert any('class="bm-footer' in h for h in htmls), (cell.source, cell.outputs)
+        assert any(h.startswith('<div class="bm-answer') for h in htmls), cell.source
+        assert not [o for o in cell.outputs if o.output_type == "error"], cell.source
+        answered += 1
+    assert answered >= 6
+    # The default model (gpt-oss) always reasons: its block is a collapsible <details>.
+    first = magic_cells[0]
+    assert any(
+        str(o.get("data", {}).get("text/html", "")).startswith("<details") for o in first.outputs
+    )
+    footer = next(
+        str(o["data"]["text/plain"])
+        for o in first.outputs
+        if 'class="bm-footer' in str(o.get("data", {}).get("text/html", ""))
+    )
+    assert " in / " in footer and "$" in footer and "tok/s" in footer
+
+
+def test_long_fast_stream_is_throttled_and_complete(
+    kernel: KernelSession, speed: LocalServer
+) -> None:
+    """A 20,000-token answer at 3,000 tok/s: at most 400 display messages, at most 50/s, and
+    their bytes at most 3x the final outputs' bytes; the final text is the server's answer."""
+    speed.set_speed(3000)
+    started = time.monotonic()
+    result = kernel.execute("%%baseten -m kimi-k2 --no-memory\n/words 20000", timeout=120)
+    took = time.monotonic() - started
+    assert result.status == "ok", result.outputs
+    shown = _display_messages(result)
+    display_bytes = sum(m.nbytes for m in shown)
+    final_bytes = _outputs_bytes(result.outputs)
+    assert len(shown) <= 400, result.counts
+    assert display_bytes <= BYTES_MULTIPLE * final_bytes, (display_bytes, final_bytes)
+    # The stream takes about 7 s at this speed, so this is a rate, not a wall-clock limit.
+    assert len(shown) / took <= MAX_MESSAGES_PER_S, (len(shown), took)
+    assert result.count("stream") == 0  # nothing printed beside the display outputs
+
+    speed.set_speed(None)
+    # The same prompt, not streamed, through the Python API: the server's whole answer.
+    reference = kernel.execute(
+        "import json, baseten_magic\n"
+        "print(json.dumps(baseten_magic.chat('/words 20000', model='kimi-k2', stream=False)"
+        ".content))",
+        timeout=60,
+    )
+    assert reference.status == "ok", reference.outputs
+    expected = json.loads(reference.stdout)
+    answer = _answer_text(result.outputs)
+    assert len(answer.split()) == 20000
+    assert answer == expected
+
+
+def test_interrupt_mid_stream_keeps_the_partial_answer(
+    kernel: KernelSession, speed: LocalServer, module_ledger: Path
+) -> None:
+    speed.set_speed(20)
+    msg_id = kernel.start_execute("%%baseten -m kimi-k2 --no-memory\n/words 2000")
+    kernel.wait_for(
+        msg_id,
+        lambda m: (
+            m.msg_type in ("display_data", "update_display_data")
+            and "bm-answer" in str(m.content.get("data", {}).get("text/html", ""))
+        ),
+        timeout=30,
+    )
+    time.sleep(0.5)  # let a few more tokens arrive, so the partial answer has some words
+    interrupted_at = time.monotonic()
+    kernel.interrupt()
+    result = kernel.wait(msg_id, timeout=30)
+    stopped_after = time.monotonic() - interrupted_at
+    # The full answer would take 100 s; ~2 s means the interrupt ended it.
+    assert stopped_after <= 2.5, stopped_after
+    assert result.status == "error"
+    assert result.error_name == "KeyboardInterrupt"
+    partial = _answer_text(result.outputs)
+    assert 0 < len(partial.split()) < 2000, partial
+    plains = [str(o.get("data", {}).get("text/plain", "")) for o in result.outputs]
+    assert any(INTERRUPTED_MARK in p for p in plains), plains
+
+    rows = Ledger(module_ledger).rows()
+    assert rows and rows[-1].status == "interrupted", rows[-1:]
+    assert rows[-1].model.startswith("moonshotai/")
+
+    speed.set_speed(None)
+    after = kernel.execute("%%baseten -m kimi-k2 --no-memory\n/echo ok", timeout=30)
+    assert after.status == "ok", after.outputs
+    assert _answer_text(after.outputs) == "ok"
+    assert Ledger(module_ledger).rows()[-1].status == "ok"
+
+
+def _leaks(result: ExecResult, *secrets: str) -> list[str]:
+    """The types of the IOPub messages whose JSON content contains any of `secrets`."""
+    found = []
+    for msg in result.messages:
+        text = json.dumps(msg.content)
+        raw = json.dumps(msg.content, ensure_ascii=False)
+        if any(s in text or s in raw for s in secrets):
+            found.append(msg.msg_type)
+    return found
+
+
+def test_api_key_never_reaches_iopub(kernel: KernelSession, speed: LocalServer) -> None:
+    key = speed.api_key
+    assert len(key) >= 16  # a real secret, not a substring of ordinary text
+
+    ok = kernel.execute("%%baseten -m gpt-oss --no-memory\nWhat is a token?", timeout=30)
+    assert ok.status == "ok", ok.outputs
+    assert _leaks(ok, key) == []
+
+    wrong = "sk-wrong-" + key[::-1]
+    kernel.execute(f"%env BASETEN_API_KEY={wrong}")
+    try:
+        denied = kernel.execute("%%baseten -m gpt-oss --no-memory\nhello", timeout=30)
+    finally:
+        restored = kernel.execute(f"%env BASETEN_API_KEY={key}")
+    assert restored.status == "ok"
+    assert denied.status == "error"
+    assert "401" in denied.stderr or "401" in json.dumps(denied.outputs), denied.outputs
+    assert _leaks(denied, key, wrong, wrong[-12:], key[:12]) == []
+
+    speed.set_speed(20)
+    msg_id = kernel.start_execute("%%baseten -m gpt-oss --no-memory\n/words 2000")
+    kernel.wait_for(
+        msg_id,
+        lambda m: "bm-answer" in str(m.content.get("data", {}).get("text/html", "")),
+        timeout=30,
+    )
+    kernel.interrupt()
+    stopped = kernel.wait(msg_id, timeout=30)
+    assert stopped.error_name == "KeyboardInterrupt"
+    assert _leaks(stopped, key, key[:12], key[-12:]) == []
