@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from baseten_magic.api import achat, chat, ledger
     from baseten_magic.core.params import BasetenWarning
     from baseten_magic.core.pricing import Pricing
+    from baseten_magic.core.structured import parse_reply, response_format_for
+    from baseten_magic.core.tools import tool_spec
     from baseten_magic.io.client import AsyncClient, Client
 
 _LAZY = {
@@ -48,6 +50,9 @@ _LAZY = {
     "AsyncClient": "io.client",
     "BasetenWarning": "core.params",
     "Pricing": "core.pricing",
+    "tool_spec": "core.tools",
+    "parse_reply": "core.structured",
+    "response_format_for": "core.structured",
 }
 
 __all__ = [
@@ -80,6 +85,9 @@ __all__ = [
     "chat",
     "ledger",
     "load_ipython_extension",
+    "parse_reply",
+    "response_format_for",
+    "tool_spec",
     "unload_ipython_extension",
 ]
 

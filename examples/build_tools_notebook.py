@@ -41,7 +41,7 @@ CELLS: list[tuple[str, str]] = [
     (
         "code",
         "from typing import Literal\n"
-        "from baseten_magic.core.tools import tool_spec\n"
+        "from baseten_magic import tool_spec\n"
         "\n"
         "def get_weather(city: str, unit: Literal['celsius', 'fahrenheit'] = 'celsius') -> dict:\n"
         '    """The current weather in a city.\n'
@@ -115,9 +115,7 @@ CELLS: list[tuple[str, str]] = [
     ),
     (
         "code",
-        "from baseten_magic import chat\n"
-        "from baseten_magic.core.errors import OutputParseError\n"
-        "from baseten_magic.core.structured import parse_reply, response_format_for\n"
+        "from baseten_magic import OutputParseError, chat, parse_reply, response_format_for\n"
         "\n"
         "reply = chat('Describe Rome /schema-mismatch', model='gpt-oss',\n"
         "             response_format=response_format_for(False, City))\n"

@@ -89,5 +89,5 @@ def test_tools_and_structured_notebook(tmp_path: Path) -> None:
     assert _text(_cell(nb, "type(data.parsed)")).startswith("('dict',")
     assert _text(_cell(nb, "city.parsed")).startswith("City(name='Rome'")
     assert "bm-json" in _html(_cell(nb, "%%baseten -m gpt-oss --schema City"))
-    mismatch = _text(_cell(nb, "from baseten_magic import chat"))
+    mismatch = _text(_cell(nb, "from baseten_magic import OutputParseError, chat"))
     assert "OutputParseError: the reply does not match schema 'City': at $.name" in mismatch
