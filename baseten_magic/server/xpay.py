@@ -35,6 +35,7 @@ from baseten_magic.core.xpay import (
     listing_schema,
 )
 from baseten_magic.server.app import ChatApp, ServerConfig
+from baseten_magic.server.faults import Fault
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
@@ -309,6 +310,13 @@ class LocalMCPServer:
         """Answer the next `times` tool calls with this JSON-RPC error."""
         with self._lock:
             self._rpc_errors.extend([(code, message)] * times)
+
+    def inject(self, fault: Fault, times: int = 1) -> None:
+        """Queue `fault` for the next `times` tool calls (a `status` fault is an `isError`
+        result holding that error body; a `stall` delays the answer)."""
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times}; pass times=1 or more")
+        self._app.inject(fault, times)
 
     def set_speed(self, tokens_per_second: float | None) -> None:
         """Take as long as a stream at this many tokens per second would (None: at once)."""
