@@ -37,7 +37,7 @@ from baseten_magic.core.xpay import (
     rpc_error,
 )
 from baseten_magic.engine.call import CallContext
-from baseten_magic.io.ledger import _v1, Ledger, LedgerRow
+from baseten_magic.io.ledger import Ledger, LedgerRow, _v1
 
 KEY = "xpay-secret-0123456789abcdef"
 COMPLETION = {
