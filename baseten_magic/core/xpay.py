@@ -287,7 +287,7 @@ def status_error(
     cls: type[APIStatusError]
     if status in (401, 403):
         cls = AuthenticationError
-        hint = "check XPAY_KEY (is it set to a valid, funded reseller key?)"
+        hint = "check XPAY_KEY: is it a valid, funded reseller key?"
     elif status == 404:
         cls, hint = ModelNotFoundError, "check the model name and XPAY_MCP_URL"
     elif status == 429:

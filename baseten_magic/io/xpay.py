@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
@@ -46,11 +47,48 @@ from baseten_magic.core.xpay import TOOL_NAME, completion_from_result, encode_ar
 if TYPE_CHECKING:
     import httpx2
 
+#: Called with (progress, total, message) when the server sends MCP progress notifications; on
+#: the sync client it runs on the client's worker thread.
+ProgressCallback = Callable[[float, float | None, str | None], None]
 #: The longest wait for one tool call: the answer arrives whole, so this bounds a full answer.
 DEFAULT_TIMEOUT_S = 600.0
 CONNECT_TIMEOUT_S = 30.0
 _LIST_PAGES = 20
 _T = TypeVar("_T")
+
+
+# The SDK loggers that print raw JSON-RPC messages or URLs at debug/info level ("client" is the
+# name mcp's ClientSession logs under). The key never goes into what they see, but a server may
+# echo it back inside an error message, so their records are redacted too.
+_SDK_LOGGERS = (
+    "httpx2",
+    "client",
+    "mcp.client.client",
+    "mcp.client.streamable_http",
+    "mcp.shared.dispatcher",
+    "mcp.shared.jsonrpc_dispatcher",
+)
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a log record with secrets removed (`settings.redact`), traceback text included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = settings.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = settings.redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def _redact_sdk_logs() -> None:
+    """Put the redacting filter on the SDK's loggers (once: adding it again changes nothing)."""
+    for name in _SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
+            logger.addFilter(_RedactingFilter())
 
 
 def _require_mcp() -> None:
@@ -104,8 +142,11 @@ def _leaves(error: BaseException) -> list[BaseException]:
 class _Connection:
     """One MCP session on the running loop: initialize, the tool's schema, then calls."""
 
-    def __init__(self, url: str, key: str, timeout: float) -> None:
+    def __init__(
+        self, url: str, key: str, timeout: float, on_progress: ProgressCallback | None = None
+    ) -> None:
         self.url = url
+        self._on_progress = on_progress
         self.fingerprint = hash((url, key))
         self._key = key
         self._timeout = timeout
@@ -137,6 +178,7 @@ class _Connection:
         import mcp_types
         from mcp.client.streamable_http import streamable_http_client
 
+        _redact_sdk_logs()
         try:
             self._transport = _keyed_transport(self._key)
             timeout = httpx2.Timeout(CONNECT_TIMEOUT_S, read=self._timeout)
@@ -195,9 +237,18 @@ class _Connection:
                 f"the MCP session with {self.url} has closed; retry (a new one will be opened)"
             )
         arguments = encode_arguments(body, self.schema)
+        on_progress = self._on_progress
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            if on_progress is not None:
+                on_progress(done, total, message)
+
         try:
             result = await session.call_tool(
-                TOOL_NAME, arguments, read_timeout_seconds=self._timeout
+                TOOL_NAME,
+                arguments,
+                read_timeout_seconds=self._timeout,
+                progress_callback=progress if on_progress is not None else None,
             )
         except MCPError as exc:
             raise self.translate(exc) from None
@@ -268,11 +319,13 @@ class _Base:
         key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         self._url = url
         self._key = key
         self._timeout = timeout
         self._clock = clock
+        self.on_progress = on_progress
         self.attempts = 0  # tool calls sent by the last call (no retries on this route)
 
     def __repr__(self) -> str:
@@ -348,9 +401,17 @@ class AsyncXPayClient(_Base):
     """Awaitable client for the xpay route, on the caller's running loop (like AsyncClient)."""
 
     _connection: _Connection | None = None
+    _connecting: asyncio.Lock | None = None
 
     async def _connected(self) -> _Connection:
         url, key = self._endpoint()
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        # Calls that start together (a batch) share the one session the first of them opens.
+        async with self._connecting:
+            return await self._connect(url, key)
+
+    async def _connect(self, url: str, key: str) -> _Connection:
         connection = self._connection
         fingerprint = hash((url, key))
         if connection is not None and (connection.closed or connection.fingerprint != fingerprint):
@@ -359,7 +420,7 @@ class AsyncXPayClient(_Base):
             await connection.close()
             connection = None
         if connection is None:
-            connection = _Connection(url, key, self._timeout)
+            connection = _Connection(url, key, self._timeout, self.on_progress)
             await connection.open()
             self._connection = connection
         return connection
@@ -461,7 +522,11 @@ class XPayClient(_Base):
         inner = self._async
         if inner is None:
             inner = AsyncXPayClient(
-                url=self._url, key=self._key, timeout=self._timeout, clock=self._clock
+                url=self._url,
+                key=self._key,
+                timeout=self._timeout,
+                clock=self._clock,
+                on_progress=self.on_progress,
             )
             self._async = inner
         return inner

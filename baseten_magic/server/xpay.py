@@ -85,8 +85,11 @@ class LocalMCPServer:
         tokens_per_second: float | None = None,
         catalog: Catalog | None = None,
         today: date | None = None,
+        json_response: bool = False,
     ) -> None:
         self.host = host
+        # False: answers come as an SSE stream (the SDK's default); True: as one JSON body.
+        self.json_response = json_response
         self._requested_port = port
         self._port: int | None = None
         self._key = key if key is not None else new_xpay_key()
@@ -102,6 +105,7 @@ class LocalMCPServer:
         self._rpc_errors: deque[tuple[int, str]] = deque()
         self._arguments: list[dict[str, Any]] = []
         self._cancelled = 0
+        self._listings = 0
         self._uvicorn: Any = None
         self._thread: threading.Thread | None = None
 
@@ -121,6 +125,8 @@ class LocalMCPServer:
         schema = self.schema
 
         async def list_tools(ctx: Any, params: Any) -> Any:
+            with self._lock:
+                self._listings += 1
             tool = types.Tool(
                 name=TOOL_NAME,
                 description="Baseten Chat Completions (local stand-in of the $0.01 listing).",
@@ -224,7 +230,7 @@ class LocalMCPServer:
         import uvicorn
 
         starlette = self._lowlevel().streamable_http_app(
-            streamable_http_path=MCP_PATH, json_response=True, host=self.host
+            streamable_http_path=MCP_PATH, json_response=self.json_response, host=self.host
         )
         config = uvicorn.Config(
             self._guarded(starlette),
@@ -327,6 +333,12 @@ class LocalMCPServer:
         """The raw `arguments` of every tool call received, oldest first."""
         with self._lock:
             return [dict(a) for a in self._arguments]
+
+    @property
+    def listings(self) -> int:
+        """`tools/list` requests answered (a client lists once per session)."""
+        with self._lock:
+            return self._listings
 
     @property
     def cancelled(self) -> int:

@@ -52,9 +52,10 @@ WEATHER = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalMCPServer]:
-    with LocalMCPServer(key=KEY) as running:
+@pytest.fixture(scope="module", params=["sse", "json"])
+def server(request: pytest.FixtureRequest) -> Iterator[LocalMCPServer]:
+    """The stand-in answering as an SSE stream (the SDK's default) and as one JSON body."""
+    with LocalMCPServer(key=KEY, json_response=request.param == "json") as running:
         yield running
 
 
@@ -185,7 +186,13 @@ def test_the_key_never_shows_even_though_it_is_in_the_url(
         shown += [str(error), repr(error), "".join(traceback.format_exception(error))]
     shown += [repr(row) for row in ledger()]
     shown.append(ledger_path.read_bytes().decode("latin-1"))
-    shown += [record.getMessage() for record in caplog.records]
+    # What this process logged as the client (the stand-in's own logs are the server's side).
+    client_side = ("httpx", "httpcore", "client", "mcp.client", "mcp.shared", "baseten_magic")
+    shown += [
+        caplog.handler.format(record)
+        for record in caplog.records
+        if record.name.startswith(client_side)
+    ]
     captured = capsys.readouterr()
     shown += [captured.out, captured.err]
     everything = "\n".join(shown)
@@ -267,6 +274,8 @@ def test_an_interrupt_while_the_magic_paints_stops_the_reader(
 def test_the_async_client_serves_concurrent_calls_on_one_session(
     xpay_env: LocalMCPServer, ledger_path: Path
 ) -> None:
+    listed = xpay_env.listings
+
     async def run() -> list[str]:
         client = async_client_for("xpay")
         assert isinstance(client, AsyncXPayClient)
@@ -280,6 +289,7 @@ def test_the_async_client_serves_concurrent_calls_on_one_session(
         return [r.content for r in results]
 
     assert asyncio.run(run()) == [f"row {i}" for i in range(6)]
+    assert xpay_env.listings == listed + 1  # one session, one tools/list, for all six calls
     rows = [r for r in Ledger(ledger_path).rows() if r.session == "batch"]
     assert len(rows) == 6
     assert sum((r.cost_usd for r in rows), Decimal(0)) == Decimal("0.06")
