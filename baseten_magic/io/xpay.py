@@ -146,6 +146,8 @@ class _Connection:
         self, url: str, key: str, timeout: float, on_progress: ProgressCallback | None = None
     ) -> None:
         self.url = url
+        # What messages show: a URL someone wrote a `?key=` into must not carry it further.
+        self.shown = settings.redact(url)
         self._on_progress = on_progress
         self.fingerprint = hash((url, key))
         self._key = key
@@ -159,7 +161,7 @@ class _Connection:
         self.closed = False
 
     def __repr__(self) -> str:
-        return f"_Connection(url={self.url!r})"
+        return f"_Connection(url={self.shown!r})"
 
     async def open(self) -> None:
         """Connect, initialize and read the tool's schema; raises one of the project's errors."""
@@ -223,7 +225,7 @@ class _Connection:
                 break
         listed = ", ".join(names[:10]) or "no tools"
         raise ConfigurationError(
-            f"expected the tool {TOOL_NAME} at {self.url}, got {listed}; point XPAY_MCP_URL at "
+            f"expected the tool {TOOL_NAME} at {self.shown}, got {listed}; point XPAY_MCP_URL at "
             f"the Baseten listing ({settings.DEFAULT_XPAY_URL})"
         )
 
@@ -234,7 +236,7 @@ class _Connection:
         session = self._session
         if session is None:
             raise APIConnectionError(
-                f"the MCP session with {self.url} has closed; retry (a new one will be opened)"
+                f"the MCP session with {self.shown} has closed; retry (a new one will be opened)"
             )
         arguments = encode_arguments(body, self.schema)
         on_progress = self._on_progress
@@ -281,18 +283,18 @@ class _Connection:
         for leaf in leaves:
             if isinstance(leaf, httpx2.TimeoutException | TimeoutError):
                 return APITimeoutError(
-                    f"timed out talking to the reseller at {self.url} ({type(leaf).__name__}); "
+                    f"timed out talking to the reseller at {self.shown} ({type(leaf).__name__}); "
                     "retry, or raise the timeout"
                 )
             if isinstance(leaf, httpx2.HTTPError | OSError):
                 return APIConnectionError(
-                    f"could not reach the reseller at {self.url} ({type(leaf).__name__}); "
+                    f"could not reach the reseller at {self.shown} ({type(leaf).__name__}); "
                     "check XPAY_MCP_URL and the network"
                 )
         first = leaves[0] if leaves else error
         text = settings.error_line(first)
         return StreamError(
-            f"the MCP exchange with {self.url} failed ({type(first).__name__}: {text}); "
+            f"the MCP exchange with {self.shown} failed ({type(first).__name__}: {text}); "
             "retry, or use the baseten route"
         )
 
