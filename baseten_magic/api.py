@@ -2,7 +2,8 @@
 
 Rule: a thin front end over the engine. It plans a call (request, context, tools) without I/O,
 then runs it through `engine.call.ChatCall` or the tool loop on a client opened for the call,
-exactly as the magic and the panel do.
+exactly as the magic and the panel do. `route=` (or `BASETEN_MAGIC_ROUTE`) picks Baseten's API
+or the reseller's MCP tool; the client comes from `io.routes`, everything else is the same.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from baseten_magic.engine.call import (
     prepare_request,
 )
 from baseten_magic.io.ledger import Ledger, LedgerRow
+from baseten_magic.io.routes import async_client_for, client_for, route_of
 
 
-def _api_context(ledger: bool | Ledger, pricing: Pricing | None) -> CallContext:
+def _api_context(ledger: bool | Ledger, pricing: Pricing | None, route: str | None) -> CallContext:
     return CallContext(
         session=f"api-{os.getpid()}",
         source="api",
         pricing=pricing or pricing_from_env(),
         ledger=(Ledger() if ledger is True else ledger or None),
+        route=route_of(route),
     )
 
 
@@ -79,6 +82,7 @@ def _plan(
     on_delta: Callable[[Delta], None] | None,
     run_tools: bool,
     max_rounds: int,
+    route: str | None,
     params: dict[str, Any],
 ) -> _ApiPlan:
     functions = _function_tools(params)
@@ -87,7 +91,7 @@ def _plan(
     )
     return _ApiPlan(
         request=request,
-        context=_api_context(ledger, pricing),
+        context=_api_context(ledger, pricing, route),
         functions=functions if run_tools else None,
         max_rounds=max_rounds,
         on_delta=on_delta,
@@ -105,6 +109,7 @@ def chat(
     on_delta: Callable[[Delta], None] | None = None,
     run_tools: bool = False,
     max_rounds: int = 5,
+    route: str | None = None,
     **params: Any,
 ) -> ChatResult:
     """Send one chat completion and return its result (blocking).
@@ -113,7 +118,9 @@ def chat(
     alias (`gpt-oss`, `deepseek`, `glm`, `kimi`, ...); `params` any of the 44 request
     parameters. `tools` may be plain Python functions; with `run_tools=True` their calls are
     executed and answered for up to `max_rounds` requests. Every request is priced and written
-    to the cost ledger; the result's cost is the sum over the rounds.
+    to the cost ledger; the result's cost is the sum over the rounds. `route` is `baseten`
+    (Baseten's API, `BASETEN_API_KEY`) or `xpay` (the reseller's MCP tool, `XPAY_KEY`, $0.01
+    a call, the answer arrives whole); None reads `BASETEN_MAGIC_ROUTE`.
     """
     plan = _plan(
         messages,
@@ -125,11 +132,10 @@ def chat(
         on_delta=on_delta,
         run_tools=run_tools,
         max_rounds=max_rounds,
+        route=route,
         params=params,
     )
-    from baseten_magic.io.client import Client
-
-    with Client() as client:
+    with client_for(plan.context.route) as client:
         if plan.functions:
             from baseten_magic.engine.toolloop import run_tool_loop
 
@@ -151,6 +157,7 @@ async def achat(
     on_delta: Callable[[Delta], None] | None = None,
     run_tools: bool = False,
     max_rounds: int = 5,
+    route: str | None = None,
     **params: Any,
 ) -> ChatResult:
     """The awaitable twin of `chat()`, for code already on an event loop (`await achat(...)`)."""
@@ -164,11 +171,10 @@ async def achat(
         on_delta=on_delta,
         run_tools=run_tools,
         max_rounds=max_rounds,
+        route=route,
         params=params,
     )
-    from baseten_magic.io.client import AsyncClient
-
-    async with AsyncClient() as client:
+    async with async_client_for(plan.context.route) as client:
         if plan.functions:
             from baseten_magic.engine.toolloop import arun_tool_loop
 

@@ -2,7 +2,7 @@
 
     BasetenError
     ├── ParameterError          bad request parameter or option (raised before anything is sent)
-    ├── ConfigurationError      missing key, bad base URL, bad ledger path
+    ├── ConfigurationError      missing key, bad base URL, bad ledger path, unknown route
     ├── APIConnectionError      could not connect / connection dropped before a response
     │   └── APITimeoutError
     ├── APIStatusError          the server answered with an HTTP error status
@@ -11,6 +11,9 @@
     │   ├── ModelNotFoundError      404
     │   ├── RateLimitError          429
     │   └── ServerError             5xx
+    │   (on the xpay route the same classes carry the reseller's errors: an `isError` tool
+    │   result or a JSON-RPC error, mapped by the HTTP status it names; `rpc_code` keeps the
+    │   JSON-RPC error code)
     ├── StreamError             the response started, then failed; carries the partial result
     │   ├── StreamInterrupted       the server cut the stream (no finish reason, no [DONE])
     │   └── MidStreamError          the server sent an error event mid-stream
@@ -61,11 +64,13 @@ class APIStatusError(BasetenError):
         status_code: int,
         body: Any = None,
         request_id: str | None = None,
+        rpc_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.body = body
         self.request_id = request_id
+        self.rpc_code = rpc_code  # the JSON-RPC error code, on the MCP route only
 
 
 class BadRequestError(APIStatusError):

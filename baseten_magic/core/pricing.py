@@ -70,6 +70,15 @@ def cost_of(
     return total / _MILLION
 
 
+#: The xpay route's price: the reseller's listing charges a flat $0.01 per call.
+XPAY_PRICING = Pricing(mode="per_call", per_call=Decimal("0.01"))
+
+
+def pricing_for_route(route: str) -> Pricing | None:
+    """The pricing a route imposes (`xpay`: $0.01 per call), or None when the user's applies."""
+    return XPAY_PRICING if route == "xpay" else None
+
+
 def pricing_from_env() -> Pricing:
     """The pricing named by `BASETEN_MAGIC_PRICING` (`per_token`, the default, or `per_call`)."""
     raw = os.environ.get(PRICING_ENV, "").strip().lower().replace("-", "_")

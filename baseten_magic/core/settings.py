@@ -1,7 +1,8 @@
-"""The environment, read at call time: API key, base URL, ledger path; and secret redaction.
+"""The environment, read at call time: route, keys, URLs, ledger path; and secret redaction.
 
 Rule: nothing here is cached, so `%env BASETEN_API_KEY=...` takes effect on the next call, and no
-function returns or raises text that contains the key (run `redact` on anything that might).
+function returns or raises text that contains a key (run `redact` on anything that might). The
+reseller's key travels in a URL query (`?key=...`), so `redact` also blanks `key=` query values.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Literal
 
 from baseten_magic.core.errors import ConfigurationError
 
@@ -17,12 +19,21 @@ API_KEY_ENV = "BASETEN_API_KEY"
 BASE_URL_ENV = "BASETEN_BASE_URL"
 LEDGER_ENV = "BASETEN_MAGIC_LEDGER"
 DEFAULT_BASE_URL = "https://inference.baseten.co/v1"
+ROUTE_ENV = "BASETEN_MAGIC_ROUTE"
+XPAY_KEY_ENV = "XPAY_KEY"
+XPAY_URL_ENV = "XPAY_MCP_URL"
+DEFAULT_XPAY_URL = "https://baseten.mcp.xpay.sh/mcp"
+Route = Literal["baseten", "xpay"]
+ROUTES: tuple[Route, ...] = ("baseten", "xpay")
 APP_NAME = "baseten_magic"
 LEDGER_FILE = "ledger.sqlite3"
 
 # Authorization header values, as they may appear in logged requests or echoed errors; the token
 # is RFC 6750's b64token character set, so surrounding punctuation survives.
 _AUTH_PATTERN = re.compile(r"\b(Bearer|Api-Key)(\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# A `key` query parameter (`?key=...`, `&key=...`, percent-encoded or not) as the reseller's URLs
+# carry it; the value runs to the next delimiter a URL or the text around it can have.
+_KEY_QUERY_PATTERN = re.compile(r"([?&;](?:xpay_)?key=)[^&#\s'\"<>)\]]+", re.IGNORECASE)
 # A key shorter than this is not replaced inside arbitrary text: it would mangle ordinary words.
 _MIN_KEY_LENGTH = 4
 # What an HTTP header value can carry; anything else makes httpx fail with an error that holds
@@ -66,6 +77,49 @@ def base_url() -> str:
     return url.rstrip("/")
 
 
+def route(value: str | None = None) -> Route:
+    """The route calls take: `value` if given, else `BASETEN_MAGIC_ROUTE` (default `baseten`)."""
+    raw = (os.environ.get(ROUTE_ENV, "") if value is None else value).strip().lower()
+    if not raw:
+        return "baseten"
+    for known in ROUTES:
+        if raw == known:
+            return known
+    source = ROUTE_ENV if value is None else "route"
+    raise ConfigurationError(
+        f"{source} must be baseten or xpay, got {redact(raw)!r}; use baseten (Baseten's API with "
+        f"BASETEN_API_KEY) or xpay (the reseller's MCP tool with {XPAY_KEY_ENV})"
+    )
+
+
+def xpay_key() -> str:
+    """The reseller's key from `XPAY_KEY`; raises ConfigurationError saying how to set it."""
+    key = os.environ.get(XPAY_KEY_ENV, "").strip()
+    if not key:
+        raise ConfigurationError(
+            f"{XPAY_KEY_ENV} is not set; the xpay route needs the reseller's key: set it with "
+            f"%env {XPAY_KEY_ENV}=... or os.environ (for the offline stand-in see "
+            "`python -m baseten_magic.server --mcp`)"
+        )
+    if _HEADER_UNSAFE.search(key) or any(c in key for c in "&#?/ "):
+        raise ConfigurationError(
+            f"{XPAY_KEY_ENV} holds a character a URL query cannot carry as is (a line break, "
+            f"space, curly quote or one of & # ? /); copy the key again into {XPAY_KEY_ENV}"
+        )
+    return key
+
+
+def xpay_url() -> str:
+    """The reseller's MCP endpoint from `XPAY_MCP_URL` (default the listing's), without a key."""
+    url = os.environ.get(XPAY_URL_ENV, "").strip() or DEFAULT_XPAY_URL
+    if not url.lower().startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"{XPAY_URL_ENV} must start with http:// or https://, got {redact(url)!r}; "
+            f"set it to e.g. {DEFAULT_XPAY_URL} or http://127.0.0.1:8765/mcp"
+        )
+    return url
+
+
 def data_dir() -> Path:
     """The per-user data directory of baseten_magic, following each platform's convention."""
     if sys.platform == "win32":
@@ -88,10 +142,13 @@ def ledger_path() -> Path:
 
 
 def redact(text: str) -> str:
-    """`text` with the current API key and any `Bearer`/`Api-Key` token replaced by `***`."""
-    key = os.environ.get(API_KEY_ENV, "").strip()
-    if len(key) >= _MIN_KEY_LENGTH:
-        text = text.replace(key, "***")
+    """`text` with the current keys (`BASETEN_API_KEY`, `XPAY_KEY`), any `Bearer`/`Api-Key`
+    token and any `key=` URL query value replaced by `***`."""
+    for name in (API_KEY_ENV, XPAY_KEY_ENV):
+        key = os.environ.get(name, "").strip()
+        if len(key) >= _MIN_KEY_LENGTH:
+            text = text.replace(key, "***")
+    text = _KEY_QUERY_PATTERN.sub(lambda m: f"{m.group(1)}***", text)
     return _AUTH_PATTERN.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 

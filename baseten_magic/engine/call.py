@@ -4,6 +4,9 @@ Rule: every call that was attempted ends in exactly one ledger row — `ok`, `er
 `interrupted` — whatever happened (HTTP error, cut stream, KeyboardInterrupt, task
 cancellation). The magic, the widget panel and `chat()` all go through `ChatCall`, so they
 price and log identically; `ChatCall.run` and `ChatCall.arun` are thin loops over shared steps.
+A call runs on any client with the shape of `SyncChatClient` / `AsyncChatClient` (the HTTP
+client, or the xpay route's MCP client); the context's route decides the pricing (`xpay`: a
+flat $0.01 per answered call) and is written to the ledger.
 """
 
 from __future__ import annotations
@@ -14,21 +17,19 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from baseten_magic.core import settings
 from baseten_magic.core.catalog import Catalog, ModelInfo, default_catalog
 from baseten_magic.core.errors import BasetenError
 from baseten_magic.core.params import build_request
-from baseten_magic.core.pricing import Pricing, cost_of, pricing_from_env
+from baseten_magic.core.pricing import Pricing, cost_of, pricing_for_route, pricing_from_env
 from baseten_magic.core.result import ChatResult, Status
+from baseten_magic.core.settings import Route
 from baseten_magic.core.stream import Delta, StreamState
 from baseten_magic.io.ledger import Ledger, LedgerRow
-
-if TYPE_CHECKING:  # the client (and httpx) load on the first call, not on import
-    from baseten_magic.io.client import AsyncClient, ChatStream, Client
 
 DEFAULT_MODEL = "openai/gpt-oss-120b"
 
@@ -42,6 +43,52 @@ class Pacer(Protocol):
     def next_deadline(self) -> float | None: ...
 
     def tick(self) -> None: ...
+
+
+class SyncChatStream(Protocol):
+    """What `ChatCall.run` reads from `stream()`: the state, deltas, and a way to stop."""
+
+    state: StreamState
+
+    def __iter__(self) -> Iterator[Delta]: ...
+
+    def close(self) -> None: ...
+
+
+class SyncChatClient(Protocol):
+    """The blocking client a call runs on (`io.client.Client`, `io.xpay.XPayClient`)."""
+
+    def stream(
+        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> SyncChatStream: ...
+
+    def complete(
+        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> StreamState: ...
+
+    def interrupted(self) -> None: ...
+
+
+class AsyncChatStream(Protocol):
+    """What `ChatCall.arun` reads from `stream()`."""
+
+    state: StreamState
+
+    def __aiter__(self) -> AsyncIterator[Delta]: ...
+
+
+class AsyncChatClient(Protocol):
+    """The awaitable client a call runs on (`io.client.AsyncClient`, `io.xpay.AsyncXPayClient`)."""
+
+    async def stream(
+        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> AsyncChatStream: ...
+
+    async def complete(
+        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> StreamState: ...
+
+    async def interrupted(self) -> None: ...
 
 
 class _Done(NamedTuple):
@@ -94,6 +141,12 @@ class CallContext:
     pricing: Pricing = field(default_factory=pricing_from_env)
     ledger: Ledger | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    route: Route = "baseten"
+
+    @property
+    def billing(self) -> Pricing:
+        """The pricing that applies: the route's own (xpay: $0.01 per call), else `pricing`."""
+        return pricing_for_route(self.route) or self.pricing
 
 
 class ChatCall:
@@ -115,7 +168,7 @@ class ChatCall:
         self._state: StreamState | None = None
         self._served = False
         self._started = 0.0
-        self._stream: ChatStream | None = None
+        self._stream: SyncChatStream | None = None
         self._reader: threading.Thread | None = None
 
     # -- shared steps ---------------------------------------------------------------------
@@ -143,7 +196,7 @@ class ChatCall:
         cost = cost_of(
             None if state is None else state.usage,
             self.request.model,
-            self.context.pricing,
+            self.context.billing,
             served=self._served,
         )
         if state is None:
@@ -172,8 +225,9 @@ class ChatCall:
             result,
             session=self.context.session,
             cell=self.context.cell,
-            pricing_mode=self.context.pricing.mode,
+            pricing_mode=self.context.billing.mode,
             source=self.context.source,
+            route=self.context.route,
         )
         try:
             ledger.record(row)
@@ -182,7 +236,7 @@ class ChatCall:
 
     # -- the two loops ----------------------------------------------------------------------
 
-    def _read(self, client: Client) -> Iterator[Delta]:
+    def _read(self, client: SyncChatClient) -> Iterator[Delta]:
         body, headers = self.request.body, dict(self.context.headers)
         if self.request.stream:
             self._stream = client.stream(body, headers=headers)
@@ -191,7 +245,7 @@ class ChatCall:
         else:
             self._attach(client.complete(body, headers=headers))
 
-    def run(self, client: Client, *, pacer: Pacer | None = None) -> ChatResult:
+    def run(self, client: SyncChatClient, *, pacer: Pacer | None = None) -> ChatResult:
         """Run to completion, blocking. On any failure the result is still set, then re-raised.
 
         With a `pacer` (a painter), the network is read on a worker thread and this thread
@@ -219,7 +273,7 @@ class ChatCall:
             raise
         return self._finish("ok", None)
 
-    def _pump(self, client: Client, pacer: Pacer) -> None:
+    def _pump(self, client: SyncChatClient, pacer: Pacer) -> None:
         inbox: queue.SimpleQueue[Delta | _Done] = queue.SimpleQueue()
 
         def read() -> None:
@@ -249,7 +303,7 @@ class ChatCall:
             self._deliver(item)
             pacer.tick()
 
-    def _abort(self, client: Client) -> None:
+    def _abort(self, client: SyncChatClient) -> None:
         """Stop reading at once: close the response and the pool, let the reader finish."""
         if self._stream is not None:
             self._stream.close()
@@ -257,7 +311,7 @@ class ChatCall:
         if self._reader is not None:
             self._reader.join(timeout=2.0)
 
-    async def arun(self, client: AsyncClient) -> ChatResult:
+    async def arun(self, client: AsyncChatClient) -> ChatResult:
         """Run on the current event loop. Cancellation is logged as `interrupted`."""
         self._begin()
         body, headers = self.request.body, dict(self.context.headers)

@@ -24,8 +24,13 @@ from baseten_magic.core.tools import (
     tool_messages,
     tool_specs,
 )
-from baseten_magic.engine.call import CallContext, ChatCall, PreparedRequest
-from baseten_magic.io.client import AsyncClient, Client
+from baseten_magic.engine.call import (
+    AsyncChatClient,
+    CallContext,
+    ChatCall,
+    PreparedRequest,
+    SyncChatClient,
+)
 
 __all__ = ["RoundEnd", "RoundStart", "ToolLoopOutcome", "arun_tool_loop", "run_tool_loop"]
 
@@ -136,7 +141,7 @@ def run_tool_loop(
     fns: Tools,
     *,
     context: CallContext,
-    client: Client,
+    client: SyncChatClient,
     max_rounds: int = 5,
     on_round_start: RoundStart | None = None,
     on_round_end: RoundEnd | None = None,
@@ -161,7 +166,7 @@ async def arun_tool_loop(
     fns: Tools,
     *,
     context: CallContext,
-    client: AsyncClient,
+    client: AsyncChatClient,
     max_rounds: int = 5,
     on_round_start: RoundStart | None = None,
     on_round_end: RoundEnd | None = None,

@@ -4,7 +4,8 @@ Rule: one connection per operation and short `BEGIN IMMEDIATE` transactions, in 
 busy timeout and a retry on "database is locked", so several kernels can log into one file at
 once without losing rows. The file is created owner-only (0600) before SQLite opens it. The schema
 is versioned with `PRAGMA user_version` and a registry of migrations, applied in order. Error
-text is redacted before it is stored: the ledger never holds a secret.
+text is redacted before it is stored: the ledger never holds a secret. Each row names its route
+(`baseten` or `xpay`); rows written before routes existed read as `baseten`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ LedgerStatus = Literal["ok", "error", "interrupted"]
 LedgerSource = Literal["magic", "panel", "api"]
 STATUSES: tuple[str, ...] = ("ok", "error", "interrupted")
 SOURCES: tuple[str, ...] = ("magic", "panel", "api")
+ROUTES: tuple[str, ...] = ("baseten", "xpay")
 
 BUSY_TIMEOUT_MS = 10_000
 _LOCK_RETRIES = 8
@@ -59,6 +61,7 @@ class LedgerRow:
     request_id: str | None = None
     pricing_mode: str = "per_token"
     source: LedgerSource = "api"
+    route: str = "baseten"
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -70,6 +73,11 @@ class LedgerRow:
             raise ValueError(
                 f"ledger source must be one of {', '.join(SOURCES)}, got {self.source!r}; "
                 "use magic, panel or api"
+            )
+        if self.route not in ROUTES:
+            raise ValueError(
+                f"ledger route must be one of {', '.join(ROUTES)}, got {self.route!r}; "
+                "use baseten or xpay"
             )
 
     def __getitem__(self, key: str) -> Any:
@@ -94,6 +102,7 @@ class LedgerRow:
         cell: int | None = None,
         pricing_mode: str = "per_token",
         source: LedgerSource = "api",
+        route: str = "baseten",
     ) -> LedgerRow:
         """The row describing one finished call."""
         usage = result.usage
@@ -113,6 +122,7 @@ class LedgerRow:
             request_id=result.request_id,
             pricing_mode=pricing_mode,
             source=source,
+            route=route,
         )
 
 
@@ -167,8 +177,13 @@ def _v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS calls_session ON calls (session, id)")
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    # Rows from before routes existed were all Baseten's API; the default keeps them readable.
+    conn.execute("ALTER TABLE calls ADD COLUMN route TEXT NOT NULL DEFAULT 'baseten'")
+
+
 # Migration N (1-based) brings the schema from version N-1 to N. Append; never edit.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

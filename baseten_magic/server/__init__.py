@@ -13,12 +13,34 @@ tests and benchmarks::
 
 From a shell: ``python -m baseten_magic.server --port 8000``. What the server answers is
 described in `baseten_magic.server.generate`; the faults in `baseten_magic.server.faults`.
+The reseller's MCP tool has a stand-in too, `LocalMCPServer` (``--mcp``), loaded on first use
+because it needs the `mcp` package.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from baseten_magic.server.app import RecordedRequest
 from baseten_magic.server.faults import Fault
 from baseten_magic.server.local import LocalServer, use_local_server
 
-__all__ = ["Fault", "LocalServer", "RecordedRequest", "use_local_server"]
+if TYPE_CHECKING:
+    from baseten_magic.server.xpay import LocalMCPServer, use_local_mcp_server
+
+__all__ = [
+    "Fault",
+    "LocalMCPServer",
+    "LocalServer",
+    "RecordedRequest",
+    "use_local_mcp_server",
+    "use_local_server",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("LocalMCPServer", "use_local_mcp_server"):
+        from baseten_magic.server import xpay
+
+        return getattr(xpay, name)
+    raise AttributeError(f"module 'baseten_magic.server' has no attribute {name!r}")

@@ -5,6 +5,10 @@ SIGTERM, stop cleanly. Output contract: the first stdout line is either the huma
 ``Local Baseten-compatible server on http://127.0.0.1:8000/v1 (API key: ...)`` or, with
 ``--print-url-only``, just the base URL (``http://127.0.0.1:8000/v1``), flushed at once so a
 parent process can read it and connect. Requests are logged to stderr unless ``--quiet``.
+
+With ``--mcp`` it serves the reseller's MCP tool instead (`server.xpay.LocalMCPServer`): the
+ready line is ``Local xpay MCP stand-in on http://127.0.0.1:8000/mcp (XPAY_KEY: ...)``, or the
+endpoint alone (without the key) with ``--print-url-only``; ``--api-key`` sets the key.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from baseten_magic.server.local import LocalServer
+
+if TYPE_CHECKING:
+    from baseten_magic.server.xpay import LocalMCPServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +60,21 @@ def _parser() -> argparse.ArgumentParser:
         help="print only the base URL as the first stdout line (for scripts)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        help="serve the reseller's MCP tool baseten_chat_completions at /mcp (the xpay route; "
+        "needs the mcp package) instead of the HTTP API",
+    )
     return parser
+
+
+def _start_mcp(args: argparse.Namespace) -> LocalMCPServer:
+    from baseten_magic.server.xpay import LocalMCPServer
+
+    return LocalMCPServer(
+        args.host, args.port, key=args.api_key, tokens_per_second=args.tps
+    ).start()
 
 
 def _stop_on_sigterm(stop: threading.Event) -> None:
@@ -67,18 +89,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    server: LocalServer | LocalMCPServer
     try:
-        server = LocalServer(
-            args.host,
-            args.port,
-            api_key=args.api_key,
-            tokens_per_second=args.tps,
-            allow_n=args.allow_n,
-            reasoning_field=args.reasoning_field,
-            trailing_usage=not args.no_trailing_usage,
-            fault_rate=args.fault_rate,
-            fault_seed=args.fault_seed,
-        ).start()
+        if args.mcp:
+            server = _start_mcp(args)
+        else:
+            server = LocalServer(
+                args.host,
+                args.port,
+                api_key=args.api_key,
+                tokens_per_second=args.tps,
+                allow_n=args.allow_n,
+                reasoning_field=args.reasoning_field,
+                trailing_usage=not args.no_trailing_usage,
+                fault_rate=args.fault_rate,
+                fault_seed=args.fault_seed,
+            ).start()
+    except ImportError:
+        print(
+            "error: --mcp needs the mcp package: pip install 'baseten_magic[xpay]'",
+            file=sys.stderr,
+        )
+        return 2
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -86,8 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(server.url, flush=True)
     else:
         # A key the user chose is theirs already; only a generated demo key is shown.
-        key = "as given by --api-key" if args.api_key is not None else server.api_key
-        print(f"Local Baseten-compatible server on {server.url} (API key: {key})", flush=True)
+        if isinstance(server, LocalServer):
+            key = "as given by --api-key" if args.api_key is not None else server.api_key
+            print(f"Local Baseten-compatible server on {server.url} (API key: {key})", flush=True)
+        else:
+            key = "as given by --api-key" if args.api_key is not None else server.key
+            print(f"Local xpay MCP stand-in on {server.url} (XPAY_KEY: {key})", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
     stop = threading.Event()
     _stop_on_sigterm(stop)

@@ -406,11 +406,16 @@ class ChatApp:
                 return
             elif fault.kind == "error_event":
                 raise _Reply(500, wire.error_body(fault.error_shape, 500, fault.describe()))
+        body = await self._completion_body(prepared)
+        headers = {**_JSON, "X-Request-Id": prepared.completion_id}
+        await exchange.respond(200, wire.dumps(body), headers)
+
+    async def _completion_body(self, prepared: _Prepared) -> dict[str, Any]:
         choices = prepared.choices
         completion_tokens = sum(c.completion_tokens for c in choices)
         reasoning_tokens = sum(len(c.reasoning) for c in choices)
         await self._pace_block(completion_tokens)
-        body = wire.completion(
+        return wire.completion(
             completion_id=prepared.completion_id,
             created=int(time.time()),
             model=prepared.model,
@@ -418,8 +423,26 @@ class ChatApp:
             usage_value=self._usage(prepared, completion_tokens, reasoning_tokens),
             reasoning_field=self.config.reasoning_field,
         )
-        headers = {**_JSON, "X-Request-Id": prepared.completion_id}
-        await exchange.respond(200, wire.dumps(body), headers)
+
+    async def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One non-streaming answer to a request body, for front ends other than HTTP (the MCP
+        stand-in): `(200, chat.completion)`, or `(status, error body)` as the HTTP route would
+        answer. Queued status and stall faults apply; the answer is never streamed."""
+        self.request_count += 1
+        self.requests.append(RecordedRequest("CALL", "tools/call", {}, dict(body), time.time()))
+        try:
+            fault = self._next_fault()
+            if fault is not None and fault.kind == "status":
+                error = wire.error_body(fault.error_shape, fault.status, fault.describe())
+                return fault.status, error
+            prepared = self._prepare({**body, "stream": False}, None, fault)
+            if fault is not None and fault.kind == "stall":
+                await asyncio.sleep(fault.stall_s)
+            elif fault is not None:
+                return 500, wire.error_body(fault.error_shape, 500, fault.describe())
+            return 200, await self._completion_body(prepared)
+        except _Reply as reply:
+            return reply.status, reply.body
 
     async def _pace_block(self, tokens: int) -> None:
         # A non-streaming answer takes as long as its stream would have.

@@ -146,11 +146,11 @@ def test_file_is_owner_only_and_dirs_created(tmp_path: Path) -> None:
 def test_wal_and_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite3"
     ledger = Ledger(path)
-    assert ledger.schema_version == SCHEMA_VERSION == 1
+    assert ledger.schema_version == SCHEMA_VERSION == 2
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         columns = [r[1] for r in conn.execute("PRAGMA table_info(calls)")]
     finally:
         conn.close()
