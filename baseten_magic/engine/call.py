@@ -16,14 +16,14 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from baseten_magic.core import settings
 from baseten_magic.core.catalog import Catalog, ModelInfo, default_catalog
 from baseten_magic.core.errors import BasetenError
 from baseten_magic.core.params import build_request
 from baseten_magic.core.pricing import Pricing, cost_of, pricing_from_env
-from baseten_magic.core.result import ChatResult, Status
+from baseten_magic.core.result import ChatResult, Source, Status
 from baseten_magic.core.stream import Delta, StreamState
 from baseten_magic.io.ledger import Ledger, LedgerRow
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # the client (and httpx) load on the first call, not on impor
 DEFAULT_MODEL = "openai/gpt-oss-120b"
 
 Messages = str | Sequence[Mapping[str, Any]]
-Source = Literal["magic", "panel", "api"]
 
 
 class Pacer(Protocol):

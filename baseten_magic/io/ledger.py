@@ -18,16 +18,11 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from baseten_magic.core import settings
 from baseten_magic.core.errors import ConfigurationError
-from baseten_magic.core.result import ChatResult
-
-LedgerStatus = Literal["ok", "error", "interrupted"]
-LedgerSource = Literal["magic", "panel", "api"]
-STATUSES: tuple[str, ...] = ("ok", "error", "interrupted")
-SOURCES: tuple[str, ...] = ("magic", "panel", "api")
+from baseten_magic.core.result import SOURCES, STATUSES, ChatResult, Source, Status
 
 BUSY_TIMEOUT_MS = 10_000
 _LOCK_RETRIES = 8
@@ -54,11 +49,11 @@ class LedgerRow:
     cost_usd: Decimal = Decimal(0)
     latency_s: float | None = None
     ttft_s: float | None = None
-    status: LedgerStatus = "ok"
+    status: Status = "ok"
     error: str | None = None
     request_id: str | None = None
     pricing_mode: str = "per_token"
-    source: LedgerSource = "api"
+    source: Source = "api"
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -93,7 +88,7 @@ class LedgerRow:
         session: str,
         cell: int | None = None,
         pricing_mode: str = "per_token",
-        source: LedgerSource = "api",
+        source: Source = "api",
     ) -> LedgerRow:
         """The row describing one finished call."""
         usage = result.usage
