@@ -1,4 +1,4 @@
-"""The Python API, and the one place a call is run, priced and written to the ledger.
+"""The one place a call is run, priced and written to the ledger: `ChatCall`.
 
 Rule: every call that was attempted ends in exactly one ledger row — `ok`, `error` or
 `interrupted` — whatever happened (HTTP error, cut stream, KeyboardInterrupt, task
