@@ -53,17 +53,27 @@ class _Spec:
 _SPECS = (
     _Spec("cost", "", "this session's calls, tokens and cost, with totals"),
     _Spec(
-        "models", "[--refresh]", "the models, aliases, context and prices", "--refresh", "--refresh"
+        "models",
+        "[--refresh]",
+        "the models, aliases, context and prices",
+        takes="--refresh",
+        example="--refresh",
     ),
     _Spec("reset", "", "forget the conversation"),
-    _Spec("help", "[params]", "this help (or only the request parameters)", "'params'", "params"),
+    _Spec(
+        "help",
+        "[params]",
+        "this help (or only the request parameters)",
+        takes="'params'",
+        example="params",
+    ),
     _Spec("panel", "", "the widget panel"),
     _Spec(
         "local",
         "[--tps N]",
         "start a local offline server and point this kernel at it",
-        "--tps N",
-        "--tps 40",
+        takes="--tps N",
+        example="--tps 40",
     ),
     _Spec("config", "", "the effective settings (%config BasetenMagics.<name>)"),
 )
