@@ -27,65 +27,63 @@ class _Decorator(Protocol):
 _magic_arguments_decorator: Callable[[], _Decorator] = _magic_arguments.magic_arguments
 _argument: Callable[..., _Decorator] = _magic_arguments.argument
 
-#: The options, in the order `%%baseten?` lists them: (flags, argparse keywords).
-_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
-    (("-m", "--model"), {"help": "model slug or alias (gpt-oss, glm, kimi, deepseek, ...)"}),
-    (("--system",), {"metavar": "TEXT", "help": "system prompt for this cell"}),
-    (("--temperature",), {"metavar": "X", "help": "sampling temperature, 0 to 4"}),
-    (("--top-p",), {"metavar": "X", "help": "nucleus sampling, above 0 up to 1"}),
-    (("--max-tokens",), {"metavar": "N", "help": "answer length limit (reasoning included)"}),
-    (("--reasoning-effort",), {"metavar": "low|medium|high", "help": "reasoning depth"}),
-    (
-        ("--thinking",),
-        {
-            "dest": "thinking",
-            "action": "store_const",
-            "const": True,
-            "default": None,
-            "help": "switch reasoning on (models where it is optional)",
-        },
-    ),
-    (
-        ("--no-thinking",),
-        {
-            "dest": "thinking",
-            "action": "store_const",
-            "const": False,
-            "help": "switch reasoning off (models where it is optional)",
-        },
-    ),
-    (
-        ("--param",),
-        {
-            "action": "append",
-            "default": [],
-            "metavar": "NAME=VALUE",
-            "help": "any request parameter; repeatable; VALUE is JSON if it parses, else a string",
-        },
-    ),
-    (("-o", "--out"), {"metavar": "VAR", "help": "store the result object as VAR"}),
-    (("--no-stream",), {"action": "store_true", "help": "one request without streaming"}),
-    (("--tools",), {"metavar": "NAME[,NAME...]", "help": "notebook functions offered as tools"}),
-    (("--run-tools",), {"action": "store_true", "help": "run the tools the model calls, and loop"}),
-    (("--json",), {"action": "store_true", "help": "JSON mode; the reply is parsed into .parsed"}),
-    (
-        ("--schema",),
-        {"metavar": "NAME", "help": "structured output against a schema in the notebook"},
-    ),
-    (("-i", "--interpolate"), {"action": "store_true", "help": "replace {{name}} with values"}),
-    (
-        ("--no-memory",),
-        {"action": "store_true", "help": "this cell neither reads nor writes memory"},
-    ),
-    (("--pricing",), {"metavar": "per_token|per_call", "help": "how this call is priced"}),
-)
+
+def _options() -> list[_Decorator]:
+    """The options, in the order `%%baseten?` lists them."""
+    return [
+        _argument("-m", "--model", help="model slug or alias (gpt-oss, glm, kimi, deepseek, ...)"),
+        _argument("--system", metavar="TEXT", help="system prompt for this cell"),
+        _argument("--temperature", metavar="X", help="sampling temperature, 0 to 4"),
+        _argument("--top-p", metavar="X", help="nucleus sampling, above 0 up to 1"),
+        _argument("--max-tokens", metavar="N", help="answer length limit (reasoning included)"),
+        _argument("--reasoning-effort", metavar="low|medium|high", help="reasoning depth"),
+        _argument(
+            "--thinking",
+            dest="thinking",
+            action="store_const",
+            const=True,
+            default=None,
+            help="switch reasoning on (models where it is optional)",
+        ),
+        _argument(
+            "--no-thinking",
+            dest="thinking",
+            action="store_const",
+            const=False,
+            help="switch reasoning off (models where it is optional)",
+        ),
+        _argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="any request parameter; repeatable; VALUE is JSON if it parses, else a string",
+        ),
+        _argument("-o", "--out", metavar="VAR", help="store the result object as VAR"),
+        _argument("--no-stream", action="store_true", help="one request without streaming"),
+        _argument("--tools", metavar="NAME[,NAME...]", help="notebook functions offered as tools"),
+        _argument(
+            "--run-tools", action="store_true", help="run the tools the model calls, and loop"
+        ),
+        _argument(
+            "--json", action="store_true", help="JSON mode; the reply is parsed into .parsed"
+        ),
+        _argument(
+            "--schema", metavar="NAME", help="structured output against a schema in the notebook"
+        ),
+        _argument("-i", "--interpolate", action="store_true", help="replace {{name}} with values"),
+        _argument(
+            "--no-memory", action="store_true", help="this cell neither reads nor writes memory"
+        ),
+        _argument("--pricing", metavar="per_token|per_call", help="how this call is priced"),
+    ]
 
 
 def cell_options(func: _F) -> _F:
     """Give the magic method its argparse parser (`func.parser`) and the options in its help."""
-    # magic_arguments() reads the decorators applied before it, innermost first.
-    for flags, keywords in reversed(_OPTIONS):
-        func = _argument(*flags, **keywords)(func)
+    # As if stacked as decorators above `func`: the innermost (last listed) is applied first.
+    for option in reversed(_options()):
+        func = option(func)
     return _magic_arguments_decorator()(func)
 
 

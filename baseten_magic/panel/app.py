@@ -4,9 +4,9 @@ Rule: the panel never blocks the kernel. Send starts tasks on the kernel's runni
 (widget callbacks run on it); there are no threads for HTTP, no nested loops. Stop cancels those
 tasks: `ChatCall` logs a cancelled call as `interrupted` and keeps its partial result. The
 panel is handed a `Session` (the magics' one, found in the shell when none is given): its
-controls and the session's settings (the `BasetenMagics` traits) are linked both ways, and each
-call is contexted, shown and remembered by the session exactly as a cell's is, then painted with
-the same `Painter` and bundles as the magic, onto a `WidgetSurface`. ipywidgets is imported
+controls and the session's settings (the `BasetenMagics` traits) are linked both ways; each call
+starts, is shown and is remembered through the session exactly as a cell's is, and is painted
+with the same `Painter` and bundles as the magic, onto a `WidgetSurface`. ipywidgets is imported
 here (and in `controls`, `surface`) only, so the package does not load it until a panel is made.
 """
 

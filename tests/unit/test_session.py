@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
+from harness.settings import PlainSettings
 
 from baseten_magic.core.result import ChatResult
 from baseten_magic.core.stream import Delta
 from baseten_magic.engine.session import Session, SessionOwner
-
-
-@dataclass
-class PlainSettings:
-    """Settings without traitlets: the session reads nothing else."""
-
-    model: str = "gpt-oss"
-    system: str = ""
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    reasoning_effort: str | None = None
-    thinking: bool | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    pricing_mode: str = "per_token"
-    memory: bool = True
-    stream: bool = True
-    show_reasoning: bool = True
-    paint_interval: float = 0.09
 
 
 @pytest.fixture
