@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from harness.settings import PlainSettings
 
 from baseten_magic.core.result import ChatResult
 from baseten_magic.core.stream import Delta
-from baseten_magic.engine.session import Session, SessionOwner
+from baseten_magic.engine.session import Session, SessionOwner, Settings
 
 
 @pytest.fixture
@@ -83,3 +84,11 @@ def test_a_magics_like_owner_is_found_by_its_session() -> None:
 
     assert isinstance(Owner(), SessionOwner)
     assert not isinstance(object(), SessionOwner)
+
+
+def test_the_settings_are_the_magics_traits() -> None:
+    from baseten_magic.notebook.magics import BasetenMagics
+
+    wanted = {name for name, value in vars(Settings).items() if isinstance(value, property)}
+    assert wanted == {f.name for f in fields(PlainSettings)}
+    assert wanted <= set(BasetenMagics.class_trait_names(config=True))
