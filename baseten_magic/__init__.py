@@ -20,6 +20,7 @@ from baseten_magic.core.errors import (
     AuthenticationError,
     BadRequestError,
     BasetenError,
+    BasetenWarning,
     ConfigurationError,
     MidStreamError,
     ModelNotFoundError,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from baseten_magic.api import achat, chat, ledger
-    from baseten_magic.core.params import BasetenWarning
     from baseten_magic.core.pricing import Pricing
     from baseten_magic.core.structured import parse_reply, response_format_for
     from baseten_magic.core.tools import tool_spec
@@ -48,7 +48,6 @@ _LAZY = {
     "ledger": "api",
     "Client": "io.client",
     "AsyncClient": "io.client",
-    "BasetenWarning": "core.params",
     "Pricing": "core.pricing",
     "tool_spec": "core.tools",
     "parse_reply": "core.structured",

@@ -19,6 +19,8 @@
     │   └── MidStreamError          the server sent an error event mid-stream
     └── OutputParseError        --json / --schema reply did not parse or validate; keeps raw text
 
+    BasetenWarning (a UserWarning)  valid, but probably not what was meant
+
 Rule: every message says what was expected, what arrived and what to do next, on one line,
 and never contains a secret. Errors raised after a response began carry `.partial`
 (a ChatResult holding what had arrived).
@@ -122,3 +124,7 @@ class OutputParseError(BasetenError, ValueError):
         super().__init__(message)
         self.raw = raw
         self.partial = partial
+
+
+class BasetenWarning(UserWarning):
+    """A request is valid but probably not what was meant (for example internal parameters)."""

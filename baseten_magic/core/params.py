@@ -20,7 +20,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from baseten_magic.core.errors import ParameterError
+from baseten_magic.core.errors import BasetenWarning, ParameterError
 
 if TYPE_CHECKING:
     from baseten_magic.core.catalog import Catalog
@@ -31,10 +31,6 @@ Origin = Literal["openai", "engine"]
 ROLES = ("system", "user", "assistant", "tool", "developer")
 HELP_POINTER = "%baseten help params"
 MAX_STOP_SEQUENCES = 32
-
-
-class BasetenWarning(UserWarning):
-    """A request is valid but probably not what was meant (for example internal parameters)."""
 
 
 def _show(value: Any) -> str:

@@ -79,17 +79,24 @@ def pricing_for_route(route: str) -> Pricing | None:
     return XPAY_PRICING if route == "xpay" else None
 
 
+def pricing_mode(raw: object) -> PricingMode | None:
+    """`raw` as a pricing mode (`per-call`, ` Per_Call ` are `per_call`), or None if it is none."""
+    wanted = str(raw).strip().lower().replace("-", "_")
+    return next((mode for mode in PRICING_MODES if mode == wanted), None)
+
+
 def pricing_from_env() -> Pricing:
     """The pricing named by `BASETEN_MAGIC_PRICING` (`per_token`, the default, or `per_call`)."""
     raw = os.environ.get(PRICING_ENV, "").strip().lower().replace("-", "_")
     if not raw:
         return Pricing()
-    if raw not in PRICING_MODES:
+    mode = pricing_mode(raw)
+    if mode is None:
         raise ConfigurationError(
             f"{PRICING_ENV} must be per_token or per_call, got {raw!r}; "
             f"fix it with %env {PRICING_ENV}=per_token"
         )
-    return Pricing(mode=raw)
+    return Pricing(mode=mode)
 
 
 def format_usd(amount: Decimal) -> str:

@@ -9,9 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, get_args
 
+#: How a call ended; also a ledger row's `status`.
 Status = Literal["ok", "error", "interrupted"]
+#: Which front end made a call; also a ledger row's `source`.
+Source = Literal["magic", "panel", "api"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+SOURCES: tuple[Source, ...] = get_args(Source)
 
 
 class ToolCall(TypedDict):

@@ -26,23 +26,9 @@ class RetryPolicy:
     max_delay: float = 8.0
     retry_after_cap: float = 60.0
 
-    @property
-    def initial(self) -> float:
-        """The first backoff delay (alias of `initial_delay`)."""
-        return self.initial_delay
-
-    @property
-    def maximum(self) -> float:
-        """The longest backoff delay (alias of `max_delay`)."""
-        return self.max_delay
-
     def should_retry_status(self, status: int) -> bool:
         """True for statuses worth another attempt: 408, 409, 429 and 5xx."""
         return status in RETRYABLE_STATUSES or 500 <= status <= 599
-
-    def should_retry(self, status: int) -> bool:
-        """Alias of `should_retry_status`."""
-        return self.should_retry_status(status)
 
     def delay(
         self,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
@@ -38,17 +37,6 @@ class ServerSentEvent:
     retry: int | None = None
 
 
-# A frozen dataclass's __init__ pays for object.__setattr__ on every field; the decoder builds
-# one event per chunk of model output, so it fills the slots directly (same object, ~2x faster).
-_slots: Any = vars(ServerSentEvent)
-_new_object = object.__new__
-_set_event: Callable[[object, str], None] = _slots["event"].__set__
-_set_data: Callable[[object, str], None] = _slots["data"].__set__
-_set_id: Callable[[object, str], None] = _slots["id"].__set__
-_set_retry: Callable[[object, int | None], None] = _slots["retry"].__set__
-del _slots
-
-
 def _data_run(text: str, end: int) -> list[str] | None:
     """The data values if `text[:end]` is a run of `data: X` + blank-line events, else None.
 
@@ -63,15 +51,6 @@ def _data_run(text: str, end: int) -> list[str] | None:
     if text.count("\n", 0, end) != 2 * len(datas):
         return None
     return datas
-
-
-def _make_event(event: str, data: str, last_id: str, retry: int | None) -> ServerSentEvent:
-    sse: ServerSentEvent = _new_object(ServerSentEvent)
-    _set_event(sse, event)
-    _set_data(sse, data)
-    _set_id(sse, last_id)
-    _set_retry(sse, retry)
-    return sse
 
 
 class SSEDecoder:
@@ -116,17 +95,11 @@ class SSEDecoder:
             if "\r" not in text:
                 end = len(text) - 2
                 if text.find("\n") == end and text.startswith("data: "):
-                    # _make_event inlined: this line runs once per token of every answer.
-                    sse: ServerSentEvent = _new_object(ServerSentEvent)
-                    _set_event(sse, "message")
-                    _set_data(sse, text[6:end])
-                    _set_id(sse, self._last_id)
-                    _set_retry(sse, None)
-                    return [sse]
+                    return [ServerSentEvent("message", text[6:end], self._last_id)]
                 datas = _data_run(text, end + 2)
                 if datas is not None:
                     last_id = self._last_id
-                    return [_make_event("message", data, last_id, None) for data in datas]
+                    return [ServerSentEvent("message", data, last_id) for data in datas]
         return self._feed_text(self._decode(chunk))
 
     def close(self) -> list[ServerSentEvent]:
@@ -172,7 +145,7 @@ class SSEDecoder:
                 datas = _data_run(text, end)
                 if datas is not None:
                     last_id = self._last_id
-                    events = [_make_event("message", data, last_id, None) for data in datas]
+                    events = [ServerSentEvent("message", data, last_id) for data in datas]
                     text = text[end:]
             # Then block by block (a block ends in a blank line): a lone `data:` line is an
             # event at once; anything else (comments, ids, several lines) goes line by line.
@@ -180,7 +153,7 @@ class SSEDecoder:
             lines = blocks.pop().split("\n")
             for block in blocks:
                 if not pending and block.startswith("data: ") and "\n" not in block:
-                    events.append(_make_event("message", block[6:], self._last_id, None))
+                    events.append(ServerSentEvent("message", block[6:], self._last_id))
                 else:
                     self._lines([*block.split("\n"), ""], events)
                     pending = False  # the blank line closing the block reset the event state
@@ -208,7 +181,7 @@ class SSEDecoder:
             if not line:
                 if data:
                     events.append(
-                        _make_event(event or "message", "\n".join(data), self._last_id, retry)
+                        ServerSentEvent(event or "message", "\n".join(data), self._last_id, retry)
                     )
                     data = []
                 event = ""

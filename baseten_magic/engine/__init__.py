@@ -1,1 +1,1 @@
-"""Layer 3: where a call runs: request preparation, `ChatCall`, the tool loop, the conversation."""
+"""Layer 3: where a call runs: `ChatCall`, the tool loop, the conversation, the `Session`."""

@@ -1,4 +1,4 @@
-"""The Python API, and the one place a call is run, priced and written to the ledger.
+"""The one place a call is run, priced and written to the ledger: `ChatCall`.
 
 Rule: every call that was attempted ends in exactly one ledger row — `ok`, `error` or
 `interrupted` — whatever happened (HTTP error, cut stream, KeyboardInterrupt, task
@@ -19,14 +19,14 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from baseten_magic.core import settings
 from baseten_magic.core.catalog import Catalog, ModelInfo, default_catalog
 from baseten_magic.core.errors import BasetenError
 from baseten_magic.core.params import build_request
 from baseten_magic.core.pricing import Pricing, cost_of, pricing_for_route, pricing_from_env
-from baseten_magic.core.result import ChatResult, Status
+from baseten_magic.core.result import ChatResult, Source, Status
 from baseten_magic.core.settings import Route
 from baseten_magic.core.stream import Delta, StreamState
 from baseten_magic.io.ledger import Ledger, LedgerRow
@@ -34,7 +34,6 @@ from baseten_magic.io.ledger import Ledger, LedgerRow
 DEFAULT_MODEL = "openai/gpt-oss-120b"
 
 Messages = str | Sequence[Mapping[str, Any]]
-Source = Literal["magic", "panel", "api"]
 
 
 class Pacer(Protocol):

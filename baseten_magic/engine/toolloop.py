@@ -5,6 +5,8 @@ All decisions (whether to go on, what the next request is, the outcome) live in 
 which does no I/O; `run_tool_loop` and `arun_tool_loop` are thin loops over it that differ only
 in the awaits. The loop stops when the model answers without calling tools, or after
 `max_rounds` requests (`stopped_by_limit`); an error in a round propagates with `.partial` set.
+A blocking loop takes the same `pacer` as a plain `ChatCall.run`, so a tool-loop cell paints on
+time in every round.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from baseten_magic.engine.call import (
     AsyncChatClient,
     CallContext,
     ChatCall,
+    Pacer,
     PreparedRequest,
     SyncChatClient,
 )
@@ -145,8 +148,12 @@ def run_tool_loop(
     max_rounds: int = 5,
     on_round_start: RoundStart | None = None,
     on_round_end: RoundEnd | None = None,
+    pacer: Pacer | None = None,
 ) -> ToolLoopOutcome:
-    """Run the tool loop, blocking: at most `max_rounds` requests, one ledger row each."""
+    """Run the tool loop, blocking: at most `max_rounds` requests, one ledger row each.
+
+    With a `pacer` (a painter) every round runs paced, as `ChatCall.run(client, pacer=...)`.
+    """
     loop = _ToolLoop(
         request,
         fns,
@@ -156,7 +163,7 @@ def run_tool_loop(
         on_round_end=on_round_end,
     )
     while (call := loop.next_call()) is not None:
-        calls = loop.calls_to_run(call.run(client))
+        calls = loop.calls_to_run(call.run(client, pacer=pacer))
         loop.end_round(execute_tool_calls(calls, fns) if calls else [])
     return loop.outcome()
 

@@ -19,16 +19,12 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from baseten_magic.core import settings
 from baseten_magic.core.errors import ConfigurationError
-from baseten_magic.core.result import ChatResult
+from baseten_magic.core.result import SOURCES, STATUSES, ChatResult, Source, Status
 
-LedgerStatus = Literal["ok", "error", "interrupted"]
-LedgerSource = Literal["magic", "panel", "api"]
-STATUSES: tuple[str, ...] = ("ok", "error", "interrupted")
-SOURCES: tuple[str, ...] = ("magic", "panel", "api")
 ROUTES: tuple[str, ...] = ("baseten", "xpay")
 
 BUSY_TIMEOUT_MS = 10_000
@@ -56,11 +52,11 @@ class LedgerRow:
     cost_usd: Decimal = Decimal(0)
     latency_s: float | None = None
     ttft_s: float | None = None
-    status: LedgerStatus = "ok"
+    status: Status = "ok"
     error: str | None = None
     request_id: str | None = None
     pricing_mode: str = "per_token"
-    source: LedgerSource = "api"
+    source: Source = "api"
     route: str = "baseten"
 
     def __post_init__(self) -> None:
@@ -101,7 +97,7 @@ class LedgerRow:
         session: str,
         cell: int | None = None,
         pricing_mode: str = "per_token",
-        source: LedgerSource = "api",
+        source: Source = "api",
         route: str = "baseten",
     ) -> LedgerRow:
         """The row describing one finished call."""

@@ -1,1 +1,1 @@
-"""Layer 4, the notebook front end: the `%%baseten` / `%baseten` magics and their cell parsing."""
+"""Layer 5, the notebook front end: the magics, options, cell plans and runs, subcommands, help."""

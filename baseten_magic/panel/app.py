@@ -3,43 +3,39 @@
 Rule: the panel never blocks the kernel. Send starts tasks on the kernel's running event loop
 (widget callbacks run on it); there are no threads for HTTP, no nested loops. Stop cancels those
 tasks: `ChatCall` logs a cancelled call as `interrupted` and keeps its partial result. The
-panel's controls and the `BasetenMagics` traits are one set of settings, linked both ways, and
-answers are painted with the same `Painter` and bundles as the magic, onto a `WidgetSurface`.
-ipywidgets is imported here (and in `panel_controls`, `widget_surface`) only, so the package
-does not load it until a panel is made.
+panel is handed a `Session` (the magics' one, found in the shell when none is given): its
+controls and the session's settings (the `BasetenMagics` traits) are linked both ways; each call
+starts, is shown and is remembered through the session exactly as a cell's is, and is painted
+with the same `Painter` and bundles as the magic, onto a `WidgetSurface`. ipywidgets is imported
+here (and in `controls`, `surface`) only, so the package does not load it until a panel is made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import html
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import ipywidgets as widgets
+from traitlets import HasTraits
 
-from baseten_magic.core.catalog import Catalog, default_catalog
+from baseten_magic.core.catalog import Catalog
 from baseten_magic.core.errors import BasetenError, ConfigurationError, ParameterError
-from baseten_magic.core.pricing import Pricing, PricingMode, format_usd
+from baseten_magic.core.pricing import format_usd
 from baseten_magic.core.result import ChatResult
 from baseten_magic.core.settings import error_line
-from baseten_magic.core.stream import Delta
-from baseten_magic.engine.call import CallContext, ChatCall, PreparedRequest
-from baseten_magic.io.client import AsyncClient
-from baseten_magic.io.ledger import LedgerRow
+from baseten_magic.engine.call import ChatCall, PreparedRequest
+from baseten_magic.engine.session import Session, SessionOwner
 from baseten_magic.panel.controls import CompareControls, PanelSettings, SettingsControls
 from baseten_magic.panel.surface import WidgetSurface
 from baseten_magic.render.painter import Painter
 
-if TYPE_CHECKING:
-    from baseten_magic.notebook.magics import BasetenMagics
+__all__ = ["Panel", "find_session", "show_panel"]
 
-__all__ = ["Panel", "show_panel"]
-
-#: The BasetenMagics traits the panel's controls stand for.
+#: The settings (the BasetenMagics traits) the panel's controls stand for.
 LINKED_TRAITS = (
     "model",
     "system",
@@ -59,28 +55,46 @@ def _error_html(message: str) -> str:
     return f'<div class="bm-panel-error" style="{_ERROR_STYLE}">{text}</div>'
 
 
-def find_magics() -> BasetenMagics:
-    """This shell's BasetenMagics instance, loading the extension first if needed."""
-    from IPython.core.interactiveshell import InteractiveShell
+def _registered_session(shell: Any) -> Session | None:
+    """The session of the magics registered on `shell` (the loaded extension's), if any."""
+    for magics in shell.magics_manager.registry.values():
+        if isinstance(magics, SessionOwner) and isinstance(magics.session, Session):
+            return magics.session
+    return None
 
-    from baseten_magic.notebook.magics import BasetenMagics
+
+def find_session() -> Session:
+    """This shell's session (the one `%load_ext baseten_magic` made), loading it if needed."""
+    from IPython.core.interactiveshell import InteractiveShell
 
     if not InteractiveShell.initialized():
         raise ConfigurationError(
             "Panel() needs a running IPython shell, got none; use it in a notebook, "
-            "or pass Panel(magics) with a BasetenMagics instance"
+            "or pass Panel(session=...) with a baseten_magic Session"
         )
     shell: Any = InteractiveShell.instance()
-    found = shell.magics_manager.registry.get(BasetenMagics.__name__)
-    if not isinstance(found, BasetenMagics):
+    found = _registered_session(shell)
+    if found is None:
         shell.extension_manager.load_extension("baseten_magic")
-        found = shell.magics_manager.registry.get(BasetenMagics.__name__)
-    if not isinstance(found, BasetenMagics):
+        found = _registered_session(shell)
+    if found is None:
         raise ConfigurationError(
-            "expected %load_ext baseten_magic to register BasetenMagics, got none; "
+            "expected %load_ext baseten_magic to register the magics, got none; "
             "run %load_ext baseten_magic and try again"
         )
     return found
+
+
+def _trait_holder(session: Session) -> HasTraits:
+    """The object holding the session's settings as traits, which the controls link to."""
+    holder = session.settings
+    if not isinstance(holder, HasTraits):
+        raise ConfigurationError(
+            f"the panel links its controls to settings held as traits, got "
+            f"{type(holder).__name__}; pass the session of %load_ext baseten_magic "
+            "(Panel() finds it)"
+        )
+    return holder
 
 
 class _Column:
@@ -106,12 +120,13 @@ SAVED_TEXT = "Baseten panel (a live widget: run this cell in a running kernel to
 
 
 class Panel:
-    """The interactive panel; `Panel()` finds this shell's BasetenMagics (loading the extension)."""
+    """The interactive panel; `Panel()` finds this shell's session (loading the extension)."""
 
-    def __init__(self, magics: BasetenMagics | None = None, *, catalog: Catalog | None = None):
-        self.magics: BasetenMagics = magics if magics is not None else find_magics()
-        # A catalog refreshed by `%baseten models --refresh` lives on the magics instance.
-        self.catalog = catalog or self.magics.catalog or default_catalog()
+    def __init__(self, session: Session | None = None, *, catalog: Catalog | None = None):
+        self.session = session if session is not None else find_session()
+        self._traits = _trait_holder(self.session)
+        # A catalog refreshed by `%baseten models --refresh` lives on the session.
+        self.catalog = catalog or self.session.catalog
         self._tasks: list[asyncio.Task[ChatResult | None]] = []
         self._syncing = False
         self._last_cost: Decimal | None = None
@@ -177,7 +192,7 @@ class Panel:
         self.controls.load(self._settings_from_traits())
         self._check_controls()
         self.controls.observe(self._controls_changed)
-        self.magics.observe(self._traits_changed, names=list(LINKED_TRAITS))
+        self._traits.observe(self._traits_changed, names=list(LINKED_TRAITS))
         self.compare.observe(self._compare_changed, names="value")
         self.send_button.on_click(lambda _button: self.send())
         self.stop_button.on_click(lambda _button: self.stop())
@@ -198,25 +213,25 @@ class Panel:
         return bundle
 
     def close(self) -> None:
-        """Stop streaming, unlink from the magics' traits and close every widget."""
+        """Stop streaming, unlink from the session's settings and close every widget."""
         self.stop()
         with contextlib.suppress(ValueError):
-            self.magics.unobserve(self._traits_changed, names=list(LINKED_TRAITS))
+            self._traits.unobserve(self._traits_changed, names=list(LINKED_TRAITS))
         _close_tree(self.widget)
 
     # -- settings, both ways ----------------------------------------------------------------------
 
     def _settings_from_traits(self) -> PanelSettings:
-        m = self.magics
+        s = self.session.settings
         return PanelSettings(
-            model=str(m.model),
-            system=str(m.system or ""),
-            temperature=m.temperature,
-            top_p=m.top_p,
-            max_tokens=m.max_tokens,
-            reasoning_effort=m.reasoning_effort or None,
-            thinking=m.thinking,
-            params=dict(m.params or {}),
+            model=s.model,
+            system=s.system,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=s.max_tokens,
+            reasoning_effort=s.reasoning_effort,
+            thinking=s.thinking,
+            params=dict(s.params),
         )
 
     @contextlib.contextmanager
@@ -245,8 +260,8 @@ class Panel:
             self._push(settings)
 
     def _push(self, settings: PanelSettings) -> None:
-        """Set the magics' traits from valid settings (only those that differ)."""
-        m = self.magics
+        """Set the session's settings from valid controls (only those that differ)."""
+        m = self._traits
         wanted: dict[str, Any] = {
             "model": settings.model,
             "system": settings.system,
@@ -257,7 +272,7 @@ class Panel:
             "thinking": settings.thinking,
             "params": dict(settings.params),
         }
-        if self._same_model(str(m.model), settings.model):
+        if self._same_model(self.session.settings.model, settings.model):
             del wanted["model"]  # keep the user's alias (e.g. "gpt-oss") when it names the same
         with m.hold_trait_notifications():
             for name, value in wanted.items():
@@ -304,7 +319,7 @@ class Panel:
         plans = [settings]
         if self.compare.value:
             plans.append(self.compare_controls.apply(settings))
-        stream = bool(getattr(self.magics, "stream", True))
+        stream = self.session.settings.stream
         prepared = []
         for index, plan in enumerate(plans):
             try:
@@ -375,7 +390,7 @@ class Panel:
 
     def rerun_last(self) -> None:
         """Fill the prompt with the last `%%baseten` cell's prompt and send it."""
-        last = str(getattr(self.magics, "last_prompt", "") or "")
+        last = self.session.last_prompt
         if not last.strip():
             self.message.value = _error_html(
                 "no %%baseten cell has run in this session yet; run one, or type a prompt"
@@ -394,36 +409,16 @@ class Panel:
             self._set_streaming(False)
             self._show_cost()
 
-    def _context(self) -> CallContext:
-        m = self.magics
-        session = str(m.session_id)
-        return CallContext(
-            session=session,
-            source="panel",
-            cell=None,
-            pricing=Pricing(mode=cast(PricingMode, m.pricing_mode)),  # the trait is validated
-            ledger=m.ledger,
-            headers={"x-session-affinity": f"{session}-panel"},
-        )
-
     async def _run(self, column: _Column, request: PreparedRequest) -> ChatResult | None:
         """Stream one answer into `column`; never raises (errors show in the column)."""
-        m = self.magics
-        pricing_mode = str(m.pricing_mode)
-        interval = float(getattr(m, "paint_interval", 0.1))
-        show_reasoning = bool(getattr(m, "show_reasoning", True))
+        session = self.session
+        interval = session.settings.paint_interval
         painter = Painter(column.surface, interval=interval)
-
-        def on_delta(delta: Delta) -> None:
-            if not show_reasoning and delta.reasoning:
-                delta = Delta(delta.content, "", delta.tool_calls_changed)
-            painter.add(delta)
-
-        context = self._context()
-        call = ChatCall(request, context, on_delta=on_delta)
+        context = session.context_for("panel")
+        call = ChatCall(request, context, on_delta=session.on_delta(painter.add))
         ticker = asyncio.get_running_loop().create_task(_tick(painter, interval))
         try:
-            async with AsyncClient() as client:
+            async with session.async_client() as client:
                 await call.arun(client)
         except asyncio.CancelledError:
             # Our own Stop: the call logged itself as interrupted; end this task quietly.
@@ -438,31 +433,16 @@ class Panel:
             ticker.cancel()
         result = call.result
         if result is not None:
-            shown = result if show_reasoning else dataclasses.replace(result, reasoning="")
-            painter.finish(shown, pricing_mode=pricing_mode)
-            self._remember(result, context)
+            painter.finish(session.shown(result), pricing_mode=context.pricing.mode)
+            session.remember(result, context)
+            self._last_cost = result.cost
         return result
-
-    def _remember(self, result: ChatResult, context: CallContext) -> None:
-        """Keep a panel call in the session's history and rows, as `%baseten cost` reads them."""
-        self._last_cost = result.cost
-        self.magics.history.append(result)
-        self.magics.rows.append(
-            LedgerRow.from_result(
-                result,
-                session=context.session,
-                cell=None,
-                pricing_mode=context.pricing.mode,
-                source="panel",
-            )
-        )
 
     # -- cost -------------------------------------------------------------------------------------
 
     def session_cost(self) -> tuple[int, Decimal]:
         """This session's call count and total cost (cells and panel calls alike)."""
-        rows = self.magics.rows
-        return len(rows), sum((row.cost_usd for row in rows), Decimal(0))
+        return self.session.cost()
 
     def _show_cost(self) -> None:
         calls, total = self.session_cost()
@@ -488,10 +468,10 @@ def _close_tree(widget: Any) -> None:
     widget.close()
 
 
-def show_panel(magics: BasetenMagics | None = None) -> Panel:
-    """Display a new panel for `magics` (or this shell's) and return it."""
+def show_panel(session: Session | None = None) -> Panel:
+    """Display a new panel for `session` (or this shell's) and return it."""
     from IPython.display import display
 
-    panel = Panel(magics)
+    panel = Panel(session)
     display(panel)  # type: ignore[no-untyped-call]
     return panel

@@ -3,7 +3,7 @@
 Rule: a control the user has not set means "server default" and sends nothing. Reading the
 controls either returns a complete `PanelSettings` that `prepare_request` accepts, or raises
 `ParameterError` with the same one-line message the magic's `--param` would give; nothing here
-sends a request or touches the magics instance (the panel links the two).
+sends a request or touches the session's settings (the panel links the two).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _DESCRIPTION_STYLE = {"description_width": "130px"}
 
 @dataclass(frozen=True)
 class PanelSettings:
-    """What the controls say: the same fields as the magics' traits, None meaning unset."""
+    """What the controls say: the same fields as the session's settings, None meaning unset."""
 
     model: str
     system: str = ""

@@ -1,5 +1,7 @@
 """Test harnesses that drive a real Jupyter kernel (`kernel`) and JupyterLab in Chromium (`lab`).
 
+`settings` holds `PlainSettings`, session settings without traitlets.
+
 Rule: harnesses start real processes and always stop them; they hold no project logic.
 Import them from tests as `from harness.kernel import KernelSession` (pytest puts `tests/` on
 `sys.path` because it holds the root `conftest.py` and no `__init__.py`).

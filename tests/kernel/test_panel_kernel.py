@@ -69,7 +69,7 @@ def test_stop_from_another_cell_interrupts_the_stream(kernel: KernelSession) -> 
     stopped = kernel.execute(
         "panel.stop_button.click()\n"
         "results = await panel.wait()\n"
-        "print(results[0].status, panel.magics.ledger.rows()[-1].status)\n"
+        "print(results[0].status, panel.session.ledger.rows()[-1].status)\n"
         "print('interrupted' in panel.columns[0].surface.html)\n",
         timeout=30,
     )

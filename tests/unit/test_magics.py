@@ -120,7 +120,7 @@ def test_config_sets_and_rejects_traits(
         magics.params = {"top_kk": 3}
     magics.params = {"top_k": 40}
     magics.max_tokens = 500
-    assert magics.defaults() == {"top_k": 40, "temperature": 0.25, "max_tokens": 500}
+    assert magics.session.defaults() == {"top_k": 40, "temperature": 0.25, "max_tokens": 500}
     run(shell, "", "/echo hi")
     body = last_request(server)
     assert body["top_k"] == 40
@@ -161,7 +161,7 @@ def test_options_reach_the_request(shell: Any, server: LocalServer) -> None:
     assert body["chat_template_args"] == {"enable_thinking": True}
     assert body["stream"] is True
     assert result.content == "fine"
-    assert server.requests[-1].headers.get("x-session-affinity") == magics_of(shell).session_id
+    assert server.requests[-1].headers.get("x-session-affinity") == magics_of(shell).session.id
 
 
 def test_reasoning_effort_and_no_stream(shell: Any, server: LocalServer) -> None:
@@ -235,9 +235,9 @@ def test_out_stores_result_and_footer(shell: Any, ledger_file: Path) -> None:
     rows = ledger_rows(ledger_file)
     assert [r.status for r in rows] == ["ok"]
     assert rows[0].source == "magic"
-    assert rows[0].session == magics_of(shell).session_id
-    assert magics_of(shell).last_prompt == "/words 12"
-    assert magics_of(shell).history[-1] is result
+    assert rows[0].session == magics_of(shell).session.id
+    assert magics_of(shell).session.last_prompt == "/words 12"
+    assert magics_of(shell).session.history[-1] is result
 
 
 def test_display_returns_a_handle_in_a_real_shell(shell: Any) -> None:
@@ -293,14 +293,17 @@ def test_memory_rerun_replaces_and_reset(shell: Any, server: LocalServer) -> Non
     with capture_output():
         shell.run_cell("%%baseten\n/echo first again", cell_id="cell-a")
     assert last_request(server)["messages"] == [{"role": "user", "content": "/echo first again"}]
-    assert [e.answer for e in magics.conversation.exchanges] == ["first again", "second answer"]
+    assert [e.answer for e in magics.session.conversation.exchanges] == [
+        "first again",
+        "second answer",
+    ]
     with capture_output():
         shell.run_cell("%%baseten\n/echo third", cell_id="cell-c")
     assert len(last_request(server)["messages"]) == 5
     # --no-memory neither reads nor writes.
     run(shell, "--no-memory", "/echo alone")
     assert len(last_request(server)["messages"]) == 1
-    assert len(magics.conversation) == 3
+    assert len(magics.session.conversation) == 3
     with capture_output() as captured:
         shell.run_line_magic("baseten", "reset")
     assert "3 exchanges forgotten" in captured.stdout
@@ -313,7 +316,7 @@ def test_rerun_by_text_without_cell_id(shell: Any, server: LocalServer) -> None:
     run(shell, "", "/echo B")
     run(shell, "", "/echo A")  # same cell text again: replaces, sees nothing before it
     assert last_request(server)["messages"] == [{"role": "user", "content": "/echo A"}]
-    assert len(magics_of(shell).conversation) == 2
+    assert len(magics_of(shell).session.conversation) == 2
 
 
 # -- interpolation ----------------------------------------------------------------------------
@@ -397,7 +400,7 @@ def test_stream_failures_keep_the_partial_answer(
     assert "\n" not in str(info.value)
     assert [r.status for r in ledger_rows(ledger_file)] == ["error"]
     # The partial answer is remembered, marked as cut short.
-    exchange = magics_of(shell).conversation.exchanges[-1]
+    exchange = magics_of(shell).session.conversation.exchanges[-1]
     assert exchange.status == "error"
     result, _ = run(shell, "", "/echo next")
     assert result.status == "ok"
@@ -423,7 +426,7 @@ def test_interrupt_from_painter(
 
     monkeypatch.setattr(Painter, "add", add)
     magics = magics_of(shell)
-    old_client = magics.client
+    old_client = magics.session.client
     with capture_output() as captured, pytest.raises(KeyboardInterrupt):
         shell.run_cell_magic("baseten", "-o answer", "/words 60")
     partial = shell.user_ns["answer"]
@@ -431,7 +434,7 @@ def test_interrupt_from_painter(
     assert partial.content
     assert "interrupted" in final_text(captured)
     assert [r.status for r in ledger_rows(ledger_file)] == ["interrupted"]
-    assert magics.client is not old_client  # the pool was discarded
+    assert magics.session.client is not old_client  # the pool was discarded
     monkeypatch.setattr(Painter, "add", original)
     result, _ = run(shell, "", "/echo still works")
     assert result.content == "still works"
@@ -507,13 +510,47 @@ def test_models_config_help_and_unknown(shell: Any, server: LocalServer) -> None
         shell.run_line_magic("baseten", "reset now")
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("cost 2", "%baseten cost takes no arguments, got '2'; run %baseten cost"),
+        (
+            "models --x",
+            "%baseten models takes only --refresh, got '--x'; "
+            "run %baseten models or %baseten models --refresh",
+        ),
+        (
+            "help params more",
+            "%baseten help takes only 'params', got 'params more'; "
+            "run %baseten help or %baseten help params",
+        ),
+        (
+            "local --tps",
+            "%baseten local takes only --tps N, got '--tps'; "
+            "run %baseten local or %baseten local --tps 40",
+        ),
+        (
+            "local --tps abc",
+            "--tps must be a positive number of tokens per second, got 'abc'; pass e.g. --tps 40",
+        ),
+        ("panel -h", "%baseten panel takes no arguments, got '-h'; run %baseten panel"),
+        ("config 'x", "could not split the options (No closing quotation); check the quotes"),
+    ],
+)
+def test_subcommand_misuse_is_one_usage_error(shell: Any, line: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        shell.run_line_magic("baseten", line)
+    assert type(info.value) is UsageError
+    assert str(info.value) == message
+
+
 def test_local_subcommand_points_at_a_new_server(
     shell: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     magics = magics_of(shell)
     with capture_output() as captured:
         shell.run_line_magic("baseten", "local --tps 1000")
-    local = magics.local_server
+    local = magics.local.server
     assert local is not None
     # Fixture teardown unloads the extension (which stops the server) and monkeypatch restores
     # the two variables the subcommand set.
@@ -543,17 +580,17 @@ def test_unloading_stops_the_local_server_and_restores_the_variables(
 def test_terminal_shell_is_detected() -> None:
     from IPython.terminal.interactiveshell import TerminalInteractiveShell
 
-    from baseten_magic.notebook.magics import _is_terminal
+    from baseten_magic.notebook.execute import is_terminal
 
-    assert _is_terminal(TerminalInteractiveShell.__new__(TerminalInteractiveShell))
-    assert not _is_terminal(InteractiveShell.instance())
+    assert is_terminal(TerminalInteractiveShell.__new__(TerminalInteractiveShell))
+    assert not is_terminal(InteractiveShell.instance())
 
 
 def test_terminal_flow_prints_plain_text(
     shell: Any, ledger_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The shared test shell stands in for terminal IPython: the magic picks TerminalPrinter.
-    monkeypatch.setattr("baseten_magic.notebook.magics._is_terminal", lambda shell: True)
+    monkeypatch.setattr("baseten_magic.notebook.execute.is_terminal", lambda shell: True)
     with capture_output() as captured:
         shell.run_cell_magic("baseten", "--reasoning-effort low", "/echo plain *text*")
     assert captured.outputs == []  # nothing displayed, everything printed
@@ -568,7 +605,7 @@ def test_terminal_flow_prints_plain_text(
 def test_terminal_flow_error(
     shell: Any, server: LocalServer, ledger_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("baseten_magic.notebook.magics._is_terminal", lambda shell: True)
+    monkeypatch.setattr("baseten_magic.notebook.execute.is_terminal", lambda shell: True)
     server.inject(Fault("cut", after_tokens=24))
     with capture_output() as captured, pytest.raises(UsageError):
         shell.run_cell_magic("baseten", "--reasoning-effort low", "/words 40")

@@ -18,7 +18,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from baseten_magic.notebook.magics import BasetenMagics
-from baseten_magic.panel.app import LINKED_TRAITS, Panel, find_magics, show_panel
+from baseten_magic.panel.app import LINKED_TRAITS, Panel, find_session, show_panel
 from baseten_magic.panel.controls import PanelSettings, model_label, parse_stop
 from baseten_magic.panel.surface import WidgetSurface
 from baseten_magic.server import LocalServer
@@ -61,7 +61,7 @@ def magics(env: Path, shell: Any) -> Iterator[BasetenMagics]:
 
 @pytest.fixture
 def panel(magics: BasetenMagics) -> Iterator[Panel]:
-    made = Panel(magics)
+    made = Panel(magics.session)
     yield made
     made.close()
 
@@ -144,11 +144,11 @@ def test_panel_finds_the_shells_magics_loading_the_extension(env: Path, shell: A
     try:
         made = Panel()
         registered = shell.magics_manager.registry["BasetenMagics"]
-        assert made.magics is registered
-        assert find_magics() is registered
+        assert made.session is registered.session
+        assert find_session() is registered.session
         made.close()
-        shown = show_panel(registered)
-        assert shown.magics is registered
+        shown = show_panel(registered.session)
+        assert shown.session is registered.session
         shown.close()
     finally:
         shell.extension_manager.unload_extension("baseten_magic")
@@ -218,7 +218,7 @@ def test_panel_changes_set_the_traits(panel: Panel, magics: BasetenMagics) -> No
     controls.temperature.enabled.value = False
     assert magics.temperature is None
     # The magic's cells read these settings.
-    assert magics.defaults() == {
+    assert magics.session.defaults() == {
         "top_k": 40,
         "stop": ["END", "###"],
         "logprobs": True,
@@ -228,7 +228,7 @@ def test_panel_changes_set_the_traits(panel: Panel, magics: BasetenMagics) -> No
 
 
 def test_a_second_panel_follows_the_first(magics: BasetenMagics) -> None:
-    one, two = Panel(magics), Panel(magics)
+    one, two = Panel(magics.session), Panel(magics.session)
     try:
         one.controls.top_p.value = 0.5
         assert two.controls.top_p.value == pytest.approx(0.5)
@@ -366,12 +366,12 @@ def test_send_streams_the_answer_with_the_magics_rendering(
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": QUESTION},
     ]
-    assert server.requests[-1].headers.get("x-session-affinity", "").startswith(magics.session_id)
+    assert server.requests[-1].headers.get("x-session-affinity", "").startswith(magics.session.id)
     # The call is in the ledger, the session's history and rows, and the cost line.
-    row = magics.ledger.rows()[-1]
-    assert (row.status, row.source, row.session) == ("ok", "panel", magics.session_id)
-    assert magics.history[-1] is result
-    assert magics.rows[-1].source == "panel"
+    row = magics.session.ledger.rows()[-1]
+    assert (row.status, row.source, row.session) == ("ok", "panel", magics.session.id)
+    assert magics.session.history[-1] is result
+    assert magics.session.rows[-1].source == "panel"
     assert "1 call" in panel.cost.value
     assert "last call" in panel.cost.value
 
@@ -412,8 +412,8 @@ def test_stop_keeps_the_partial_answer_marked_interrupted(
     html_text = panel.columns[0].surface.html
     assert "interrupted" in html_text
     assert "Reasoning" in panel.columns[0].surface.text  # the partial output stays
-    assert magics.ledger.rows()[-1].status == "interrupted"
-    assert magics.rows[-1].status == "interrupted"
+    assert magics.session.ledger.rows()[-1].status == "interrupted"
+    assert magics.session.rows[-1].status == "interrupted"
     assert "1 call" in panel.cost.value
 
 
@@ -452,7 +452,7 @@ def test_rerun_last_cell_prompt(panel: Panel, magics: BasetenMagics, server: Loc
     run(lambda: _click(panel.rerun_button))
     assert "no %%baseten cell has run" in error_line(panel)
 
-    magics.last_prompt = "Name three rivers."
+    magics.session.last_prompt = "Name three rivers."
     magics.temperature = 0.4
 
     async def go() -> list[Any]:
@@ -494,7 +494,7 @@ def test_an_http_error_shows_in_the_column(panel: Panel, magics: BasetenMagics) 
     assert "color: #c62828" in column.error.value
     assert "Traceback" not in column.error.value
     assert "⚠ error" in column.surface.text
-    assert magics.ledger.rows()[-1].status == "error"
+    assert magics.session.ledger.rows()[-1].status == "error"
 
 
 def test_settings_value_round_trips(panel: Panel) -> None:

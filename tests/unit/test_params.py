@@ -8,14 +8,8 @@ from typing import Any
 import pytest
 
 from baseten_magic.core.catalog import default_catalog
-from baseten_magic.core.errors import ParameterError
-from baseten_magic.core.params import (
-    PARAMETERS,
-    BasetenWarning,
-    build_request,
-    parse_assignment,
-    validate_params,
-)
+from baseten_magic.core.errors import BasetenWarning, ParameterError
+from baseten_magic.core.params import PARAMETERS, build_request, parse_assignment, validate_params
 
 EXPECTED_NAMES = [
     "model",
@@ -205,7 +199,7 @@ def test_every_spec_is_described() -> None:
     assert all(PARAMETERS[name].kind == "boolean" for name in BOOLEANS)
 
 
-@pytest.mark.filterwarnings("ignore::baseten_magic.core.params.BasetenWarning")
+@pytest.mark.filterwarnings("ignore::baseten_magic.core.errors.BasetenWarning")
 @pytest.mark.parametrize(("name", "value"), GOOD)
 def test_good_values_pass(name: str, value: Any) -> None:
     PARAMETERS[name].validate(value)

@@ -11,6 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils import capture as _capture
 
 from baseten_magic.notebook.magics import BasetenMagics
+from baseten_magic.notebook.subcommands import config_text
 from baseten_magic.server import Fault, LocalServer
 
 capture_output: Callable[..., Any] = _capture.capture_output
@@ -84,12 +85,18 @@ def test_key_never_leaks(shell: Any, server: LocalServer, monkeypatch: pytest.Mo
         shell.run_line_magic("baseten", "cost")
     texts.extend(_texts(captured))
     texts.extend(
-        [repr(magics), repr(magics.client), repr(magics.conversation), magics.config_text()]
+        [
+            repr(magics),
+            repr(magics.session),
+            repr(magics.session.client),
+            repr(magics.session.conversation),
+            config_text(magics.session),
+        ]
     )
-    texts.extend(repr(row) for row in magics.rows)
-    ledger_path = Path(magics.ledger.path)
+    texts.extend(repr(row) for row in magics.session.rows)
+    ledger_path = Path(magics.session.ledger.path)
     for path in (ledger_path, ledger_path.with_name(ledger_path.name + "-wal")):
         if path.exists():  # WAL mode: recent rows may still sit in the -wal file
             texts.append(path.read_bytes().decode("utf-8", "replace"))
-    assert [r.status for r in magics.rows] == ["ok", "error", "error", "error", "error"]
+    assert [r.status for r in magics.session.rows] == ["ok", "error", "error", "error", "error"]
     _assert_clean(texts, KEY, WRONG_KEY)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,54 @@ def test_round_callbacks(server: LocalServer, ledger: Ledger) -> None:
     assert started == [0, 1]
     assert ended == [(0, "tool_calls", 1), (1, "stop", 0)]
     assert streamed[1] == outcome.final.content
+
+
+class RecordingPacer:
+    """A pacer that notes, per round, how often it was asked to paint and on which thread."""
+
+    def __init__(self) -> None:
+        self.round = -1
+        self.ticks: dict[int, int] = {}
+        self.threads: set[str] = set()
+
+    def next_deadline(self) -> float | None:
+        return time.monotonic() + 0.005
+
+    def tick(self) -> None:
+        self.ticks[self.round] = self.ticks.get(self.round, 0) + 1
+        self.threads.add(threading.current_thread().name)
+
+
+def test_every_round_is_paced_like_a_plain_call(server: LocalServer, ledger: Ledger) -> None:
+    pacer = RecordingPacer()
+    readers: list[str] = []
+
+    def on_start(index: int) -> Callable[[Delta], None]:
+        pacer.round = index
+
+        def on_delta(delta: Delta) -> None:
+            readers.append(threading.current_thread().name)
+
+        return on_delta
+
+    request = prepare_request(
+        "About Oslo", model="gpt-oss", params={"tools": tool_specs([get_weather])}
+    )
+    with Client(base_url=server.url, api_key=server.api_key) as client:
+        outcome = run_tool_loop(
+            request,
+            [get_weather],
+            context=CallContext(session="paced", ledger=ledger),
+            client=client,
+            on_round_start=on_start,
+            pacer=pacer,
+        )
+    assert len(outcome.rounds) == 2
+    # Both rounds painted through the pacer, on the calling thread, with deltas delivered there.
+    assert sorted(pacer.ticks) == [0, 1]
+    assert all(count > 0 for count in pacer.ticks.values())
+    assert pacer.threads == {threading.current_thread().name}
+    assert set(readers) == {threading.current_thread().name}
 
 
 def test_tools_are_added_when_the_request_has_none(server: LocalServer, ledger: Ledger) -> None:

@@ -1,0 +1,222 @@
+"""One notebook session: what the magic and the panel share, owned in one place.
+
+Rule: a front end never reaches into another front end. The magics own one `Session`; the panel
+is handed it. The session holds the settings (any object with the `Settings` attributes; in a
+notebook, the `BasetenMagics` traits, so `%config` and the panel's controls are one set), the
+client, the ledger, the session id, the conversation, and what `%baseten cost` shows
+(`history`, `rows`). Every call a front end makes starts at `context_for` and ends at
+`remember`, so a session-wide rule (a spend cap checked before a call, a response cache) has
+one place to live. Nothing here imports httpx until a client is asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from baseten_magic.core.catalog import Catalog, default_catalog
+from baseten_magic.core.pricing import Pricing, pricing_mode
+from baseten_magic.core.result import ChatResult, Source
+from baseten_magic.core.settings import ledger_path
+from baseten_magic.core.stream import Delta
+from baseten_magic.engine.call import CallContext
+from baseten_magic.engine.conversation import Conversation
+from baseten_magic.io.ledger import Ledger, LedgerRow
+
+if TYPE_CHECKING:
+    from baseten_magic.io.client import AsyncClient, Client
+
+__all__ = ["NAMED_PARAMS", "Session", "SessionOwner", "Settings"]
+
+#: Request parameters with a setting (and a cell option) of their own; `params` holds the rest.
+NAMED_PARAMS = ("temperature", "top_p", "max_tokens", "reasoning_effort")
+
+
+class Settings(Protocol):
+    """The session's settings, as the front ends read them (the magics' traits have them all)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def system(self) -> str: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def reasoning_effort(self) -> str | None: ...
+    @property
+    def thinking(self) -> bool | None: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def pricing_mode(self) -> str: ...
+    @property
+    def memory(self) -> bool: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def show_reasoning(self) -> bool: ...
+    @property
+    def paint_interval(self) -> float: ...
+
+
+class Session:
+    """What one notebook session shares: settings, client, ledger, conversation, its calls."""
+
+    def __init__(self, settings: Settings, *, session_id: str | None = None) -> None:
+        self.settings = settings
+        self.id: str = session_id or uuid.uuid4().hex
+        self.conversation = Conversation()
+        self.history: list[ChatResult] = []  # every call's result, cells and panel alike
+        self.rows: list[LedgerRow] = []  # the same calls as ledger rows: `%baseten cost`
+        self.last_prompt: str = ""  # the last `%%baseten` cell's prompt (the panel's re-run)
+        self._catalog: Catalog | None = None  # set by `refresh_models`
+        self._client: Client | None = None
+        self._ledger: Ledger | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(id={self.id[:8]!r}, exchanges={len(self.conversation)}, "
+            f"calls={len(self.history)})"
+        )
+
+    # -- what the settings say ---------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The models: the bundled catalog, or the one `refresh_models` fetched."""
+        return self._catalog or default_catalog()
+
+    def refresh_models(self) -> Catalog:
+        """Fetch the account's model list and keep the catalog it gives for this session."""
+        self._catalog = self.catalog.refreshed(self.client.list_models())
+        return self._catalog
+
+    def defaults(self) -> dict[str, Any]:
+        """The request parameters the settings give (named settings win over `params`)."""
+        out = dict(self.settings.params)
+        for name in NAMED_PARAMS:
+            value = getattr(self.settings, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def pricing(self) -> Pricing:
+        """How the settings price a call."""
+        return Pricing(mode=pricing_mode(self.settings.pricing_mode) or "per_token")
+
+    # -- the shared resources ----------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        """The cost ledger at `BASETEN_MAGIC_LEDGER` (reopened when that variable changes)."""
+        path = ledger_path()
+        if self._ledger is None or self._ledger.path != path:
+            self._ledger = Ledger(path)
+        return self._ledger
+
+    @property
+    def client(self) -> Client:
+        """The HTTP client the session's blocking calls share (a new one after an interrupt)."""
+        if self._client is None:
+            from baseten_magic.io.client import Client  # httpx loads with the first call
+
+            self._client = Client()
+        return self._client
+
+    def async_client(self) -> AsyncClient:
+        """A client for one async call (`async with session.async_client() as client`).
+
+        One per call, not one per session: an async pool belongs to the event loop it was made
+        on, and an interrupted call discards its whole pool, which must not cut a call running
+        beside it (the panel's compare column).
+        """
+        from baseten_magic.io.client import AsyncClient
+
+        return AsyncClient()
+
+    def discard_client(self) -> None:
+        """Drop the blocking client's connections (after an interrupt or a new base URL)."""
+        if self._client is not None:
+            self._client.interrupted()
+            self._client.close()
+            self._client = None
+
+    def close(self) -> None:
+        """Release the client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- one call, from start to end ---------------------------------------------------------
+
+    def context_for(
+        self, source: Source, *, cell: int | None = None, pricing: Pricing | None = None
+    ) -> CallContext:
+        """Where every front end's call starts: its context (who, how priced, where logged)."""
+        # A stable id per conversation raises the prompt-cache hit rate (BASETEN.md); the panel
+        # gets its own, as its calls do not share the cells' conversation.
+        affinity = self.id if source == "magic" else f"{self.id}-{source}"
+        return CallContext(
+            session=self.id,
+            source=source,
+            cell=cell,
+            pricing=pricing or self.pricing(),
+            ledger=self.ledger,
+            headers={"x-session-affinity": affinity},
+        )
+
+    def on_delta(self, paint: Callable[[Delta], None]) -> Callable[[Delta], None]:
+        """`paint` behind the `show_reasoning` setting (read once, when the call starts)."""
+        if self.settings.show_reasoning:
+            return paint
+
+        def without_reasoning(delta: Delta) -> None:
+            if delta.reasoning:
+                delta = Delta(delta.content, "", delta.tool_calls_changed)
+            paint(delta)
+
+        return without_reasoning
+
+    def shown(self, result: ChatResult) -> ChatResult:
+        """`result` as the final paint shows it (no reasoning when the setting hides it)."""
+        return result if self.settings.show_reasoning else dataclasses.replace(result, reasoning="")
+
+    def remember(
+        self,
+        result: ChatResult,
+        context: CallContext,
+        *,
+        key: str | None = None,
+        messages: Sequence[Mapping[str, str]] = (),
+    ) -> None:
+        """Keep a finished call: its result and row, and with a `key` its exchange in memory."""
+        self.history.append(result)
+        self.rows.append(
+            LedgerRow.from_result(
+                result,
+                session=context.session,
+                cell=context.cell,
+                pricing_mode=context.pricing.mode,
+                source=context.source,
+            )
+        )
+        if key is not None:
+            self.conversation.record(key, messages, result.content, result.status)
+
+    def cost(self) -> tuple[int, Decimal]:
+        """This session's call count and total cost (cells and panel calls alike)."""
+        return len(self.rows), sum((row.cost_usd for row in self.rows), Decimal(0))
+
+
+@runtime_checkable
+class SessionOwner(Protocol):
+    """An object holding a session (the loaded magics): how the panel finds one in a shell."""
+
+    session: Session

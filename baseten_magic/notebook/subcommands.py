@@ -1,0 +1,271 @@
+"""The `%baseten` line subcommands: cost, models, reset, help, panel, local, config.
+
+Rule: one table says what each subcommand takes; one argparse parser with a subparser each
+reads the line; any problem is one `UsageError` line that says what the subcommand takes and
+how to run it. Subcommands act on the session (and `local` on the kernel's environment, which
+`LocalSwitch.close` restores); they print or display, and never send a chat request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from IPython.core.error import UsageError
+
+from baseten_magic.core import settings as environment
+from baseten_magic.core.errors import BasetenError, ParameterError
+from baseten_magic.engine.session import Session
+from baseten_magic.notebook.help import help_text, parameters_help
+from baseten_magic.notebook.options import split_words, usage_error
+from baseten_magic.render.tables import cost_table, models_table
+
+if TYPE_CHECKING:
+    from baseten_magic.server import LocalServer
+
+__all__ = ["SUBCOMMANDS", "LocalSwitch", "Subcommands", "config_text", "subcommands_help"]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One subcommand: its arguments for the help line, what it takes, how to run it."""
+
+    name: str
+    arguments: str  # as the help shows them, e.g. "[--refresh]"
+    summary: str
+    takes: str | None = None  # for "takes only ..."; None: takes no arguments
+    example: str = ""  # the arguments of a run with them, e.g. "--refresh"
+
+    def misuse(self, words: list[str]) -> UsageError:
+        got = " ".join(words)
+        run = f"%baseten {self.name}"
+        if self.takes is None:
+            return UsageError(f"{run} takes no arguments, got {got!r}; run {run}")
+        return UsageError(
+            f"{run} takes only {self.takes}, got {got!r}; run {run} or {run} {self.example}"
+        )
+
+
+_SPECS = (
+    _Spec("cost", "", "this session's calls, tokens and cost, with totals"),
+    _Spec(
+        "models",
+        "[--refresh]",
+        "the models, aliases, context and prices",
+        takes="--refresh",
+        example="--refresh",
+    ),
+    _Spec("reset", "", "forget the conversation"),
+    _Spec(
+        "help",
+        "[params]",
+        "this help (or only the request parameters)",
+        takes="'params'",
+        example="params",
+    ),
+    _Spec("panel", "", "the widget panel"),
+    _Spec(
+        "local",
+        "[--tps N]",
+        "start a local offline server and point this kernel at it",
+        takes="--tps N",
+        example="--tps 40",
+    ),
+    _Spec("config", "", "the effective settings (%config BasetenMagics.<name>)"),
+)
+SUBCOMMANDS = tuple(spec.name for spec in _SPECS)
+
+
+def subcommands_help() -> str:
+    """The subcommands, one aligned line each."""
+    lines = [f"%baseten {spec.name} {spec.arguments}".rstrip() for spec in _SPECS]
+    width = max(len(line) for line in lines) + 1
+    return "\n".join(
+        f"{line:<{width}}{spec.summary}" for line, spec in zip(lines, _SPECS, strict=True)
+    )
+
+
+class _Misuse(Exception):
+    """argparse found a problem; the caller words the message (argparse's would be several)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _Misuse(message)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="%baseten", add_help=False, allow_abbrev=False)
+    commands = parser.add_subparsers(dest="subcommand", required=True)
+    made = {
+        name: commands.add_parser(name, add_help=False, allow_abbrev=False) for name in SUBCOMMANDS
+    }
+    made["models"].add_argument("--refresh", action="store_true")
+    made["help"].add_argument("topic", nargs="?", choices=["params"])
+    made["local"].add_argument("--tps", metavar="N")
+    return parser
+
+
+class LocalSwitch:
+    """`%baseten local`: a local server, and the environment variables it replaced, put back."""
+
+    def __init__(self) -> None:
+        self.server: LocalServer | None = None
+        # The variables replaced, as they were before (None: unset then); kept from the first
+        # start, so a second `%baseten local` does not take the first server's URL as original.
+        self._before: dict[str, str | None] | None = None
+
+    def start(self, tokens_per_second: float | None) -> LocalServer:
+        """Start a new server (stopping the last) and point this process's variables at it."""
+        from baseten_magic.server import use_local_server
+
+        if self.server is not None:
+            self.server.stop()
+        if self._before is None:
+            names = (environment.BASE_URL_ENV, environment.API_KEY_ENV)
+            self._before = {name: os.environ.get(name) for name in names}
+        self.server = use_local_server(tokens_per_second=tokens_per_second)
+        return self.server
+
+    def close(self) -> None:
+        """Stop the server and restore the variables it replaced."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self._before is not None:
+            # Otherwise the kernel would keep pointing at a stopped server, the user's key lost.
+            for name, value in self._before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self._before = None
+
+
+@dataclass(frozen=True)
+class Subcommands:
+    """Runs `%baseten LINE` against a session."""
+
+    session: Session
+    local: LocalSwitch
+    options_help: Callable[[], str]  # the `%%baseten` options, for `%baseten help`
+
+    def run(self, line: str) -> None:
+        """Parse `line` and run its subcommand; a problem is one UsageError line."""
+        words = split_words(line) or ["help"]
+        name = words[0].lower()
+        if name not in SUBCOMMANDS:
+            close = difflib.get_close_matches(name, SUBCOMMANDS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(
+                f"unknown %baseten subcommand {words[0]!r}; {hint}"
+                f"expected one of {', '.join(SUBCOMMANDS)} (a prompt needs %%baseten, two %)"
+            )
+        try:
+            args = _parser().parse_args([name, *words[1:]])
+        except _Misuse:
+            (spec,) = (spec for spec in _SPECS if spec.name == name)
+            raise spec.misuse(words[1:]) from None
+        handlers: Mapping[str, Callable[[Any], None]] = {
+            "cost": self._cost,
+            "models": self._models,
+            "reset": self._reset,
+            "help": self._help,
+            "panel": self._panel,
+            "local": self._local,
+            "config": self._config,
+        }
+        try:
+            handlers[name](args)
+        except BasetenError as exc:
+            raise usage_error(exc) from None
+
+    def _cost(self, _args: Any) -> None:
+        _display(cost_table(self.session.rows))
+
+    def _models(self, args: Any) -> None:
+        catalog = self.session.refresh_models() if args.refresh else self.session.catalog
+        _display(models_table(catalog))
+
+    def _reset(self, _args: Any) -> None:
+        conversation = self.session.conversation
+        count = len(conversation)
+        conversation.reset()
+        print(f"Conversation reset ({count} exchange{'s' if count != 1 else ''} forgotten).")
+
+    def _help(self, args: Any) -> None:
+        if args.topic == "params":
+            print(parameters_help())
+        else:
+            print(help_text(self.options_help(), subcommands_help()))
+
+    def _panel(self, _args: Any) -> None:
+        from baseten_magic.panel import show_panel
+
+        show_panel(self.session)
+
+    def _local(self, args: Any) -> None:
+        tps = None if args.tps is None else _tokens_per_second(args.tps)
+        server = self.local.start(tps)
+        self.session.discard_client()  # the next cell connects to the new server
+        speed = f" at {tps:g} tokens/s" if tps else ""
+        print(
+            f"Local server running at {server.url}{speed}; BASETEN_BASE_URL and "
+            "BASETEN_API_KEY now point at it for this kernel (until %unload_ext baseten_magic)."
+        )
+
+    def _config(self, _args: Any) -> None:
+        print(config_text(self.session))
+
+
+def _tokens_per_second(raw: str) -> float:
+    try:
+        tps = float(raw)
+    except ValueError:
+        tps = -1.0
+    if not tps > 0:  # also NaN
+        raise UsageError(
+            f"--tps must be a positive number of tokens per second, got {raw!r}; pass e.g. --tps 40"
+        )
+    return tps
+
+
+def config_text(session: Session) -> str:
+    """The effective settings, as text (the API key is never shown, only whether it is set)."""
+    s = session.settings
+    try:
+        model = session.catalog.resolve(s.model).slug
+    except ParameterError:
+        model = s.model
+    key_state = "set" if os.environ.get(environment.API_KEY_ENV, "").strip() else "NOT SET"
+    try:
+        base_url = environment.base_url()
+    except BasetenError as exc:
+        base_url = f"invalid ({environment.redact(str(exc).splitlines()[0])})"
+    lines = [
+        f"model            {s.model} ({model})",
+        f"system           {s.system!r}",
+        f"parameters       {session.defaults() or '{}'}",
+        f"thinking         {s.thinking}",
+        f"pricing_mode     {s.pricing_mode}",
+        f"memory           {s.memory} ({len(session.conversation)} exchanges)",
+        f"stream           {s.stream}",
+        f"show_reasoning   {s.show_reasoning}",
+        f"paint_interval   {s.paint_interval}",
+        f"base URL         {base_url}",
+        f"API key          {key_state} ({environment.API_KEY_ENV})",
+        f"ledger           {environment.ledger_path()}",
+        f"session          {session.id}",
+    ]
+    return "\n".join(lines)
+
+
+def _display(bundle: Mapping[str, str]) -> None:
+    from IPython import display as ipython_display
+
+    show: Callable[..., Any] = ipython_display.display
+    show(dict(bundle), raw=True)
