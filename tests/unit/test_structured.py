@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
+import pydantic
 import pytest
+import typing_extensions
 
 from baseten_magic.core.errors import OutputParseError, ParameterError
 from baseten_magic.core.structured import (
@@ -51,6 +54,40 @@ class Movie(TypedDict):
     title: str
     year: int
     rating: NotRequired[float]
+
+
+class Reading(pydantic.BaseModel):
+    """One reading."""
+
+    celsius: float = pydantic.Field(description="degrees")
+
+
+class Review(typing_extensions.TypedDict):
+    """Inside a dataclass, pydantic reads a TypedDict from typing only on Python 3.12+."""
+
+    stars: int
+    text: NotRequired[str]
+
+
+@dataclass
+class Station:
+    readings: list[Reading]
+    best: Review | None = None
+
+
+@dataclass
+class Cat:
+    meow: int
+
+
+@dataclass
+class Dog:
+    bark: str
+
+
+@dataclass
+class Pet:
+    pet: Cat | Dog | None
 
 
 # -- schemas ------------------------------------------------------------------------------------
@@ -154,6 +191,43 @@ def test_response_format_for() -> None:
     assert fmt["json_schema"]["name"] == "Address"
     assert fmt["json_schema"]["strict"] is True
     assert fmt["json_schema"]["schema"]["required"] == ["city"]
+
+
+def test_pydantic_models_and_nested_types_as_fields() -> None:
+
+    schema = schema_for_type(Station)
+    reading = schema["properties"]["readings"]["items"]
+    assert reading == {
+        "type": "object",
+        "description": "One reading.",
+        "properties": {"celsius": {"type": "number", "description": "degrees"}},
+        "required": ["celsius"],
+        "additionalProperties": False,
+    }
+    assert schema["properties"]["best"]["anyOf"][0]["required"] == ["stars"]
+    station = parse_reply('{"readings": [{"celsius": 1.5}], "best": null}', Station)
+    assert station == Station([Reading(celsius=1.5)])
+    with pytest.raises(OutputParseError, match=r"at \$\.readings\[0\]\.celsius: expected number"):
+        parse_reply('{"readings": [{"celsius": "warm"}]}', Station)
+
+
+def test_union_arms_are_not_steps_in_the_error_path() -> None:
+    with pytest.raises(OutputParseError) as info:
+        parse_reply('{"pet": {"meow": "loud"}}', Pet)
+    assert 'at $.pet.meow: expected integer, got string "loud"' in str(info.value)
+    with pytest.raises(OutputParseError, match=r"at \$\.pet: expected object, got 3"):
+        parse_reply('{"pet": 3}', Pet)
+    assert isinstance(parse_reply('{"pet": {"bark": "woof"}}', Pet).pet, Dog)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="pydantic reads typing.TypedDict on 3.12")
+def test_typing_typeddict_inside_a_dataclass_says_what_to_import() -> None:
+    @dataclass
+    class Shelf:
+        movie: Movie
+
+    with pytest.raises(ParameterError, match="import TypedDict from typing_extensions"):
+        schema_for_type(Shelf)
 
 
 # -- parsing ------------------------------------------------------------------------------------
