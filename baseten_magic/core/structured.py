@@ -3,11 +3,12 @@
 Rule: pydantic reads the types; this module shapes what it writes and what it says. A `--schema`
 target or a tool parameter type goes through one `TypeAdapter`: its JSON schema, made plain
 (refs inlined, titles dropped, objects closed), is what the model is asked for, and the same
-adapter checks the reply and builds the user's type from it. A JSON-schema dict has no type to
-validate with, so `validate` checks replies against it. Either way a mismatch is an
-`OutputParseError` with one line naming the JSON path, keeping the raw text. pydantic is
-imported inside functions only: `import baseten_magic` and `%load_ext baseten_magic` do not
-load it.
+adapter checks the reply and builds the user's type from it. `strict_schema` turns a schema into
+what `strict: true` accepts: every property required, the optional ones nullable instead, no
+defaults. A JSON-schema dict has no type to validate with, so `validate` checks replies against
+it. Either way a mismatch is an `OutputParseError` with one line naming the JSON path, keeping
+the raw text. pydantic is imported inside functions only: `import baseten_magic` and
+`%load_ext baseten_magic` do not load it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "response_format_for",
     "schema_for_type",
     "schema_of",
+    "strict_schema",
     "strip_fence",
     "type_hints",
     "validate",
@@ -232,6 +234,55 @@ def _map_subschemas(node: Mapping[str, Any], fn: Callable[[Any], Any]) -> JSONSc
     return out
 
 
+def strict_schema(schema: Mapping[str, Any]) -> JSONSchema:
+    """`schema` as OpenAI-style `strict: true` takes it: every object closed and listing all its
+    properties in `required`; a property that was optional is made nullable instead (null then
+    means "use the default") and loses its `default`, a keyword strict mode rejects."""
+    node = _map_subschemas(schema, lambda sub: strict_schema(sub) if _is_map(sub) else sub)
+    properties = node.get("properties")
+    if isinstance(properties, Mapping):
+        required = set(node.get("required") or ())
+        node["properties"] = {
+            name: _strict_property(sub, optional=name not in required)
+            for name, sub in properties.items()
+        }
+        node["required"] = list(properties)
+        node["additionalProperties"] = False
+    # A map (`dict[str, X]`, additionalProperties a schema) stays one: strict mode has no way
+    # to say it, and closing it would only make every answer an empty object.
+    return node
+
+
+def _is_map(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _strict_property(schema: Any, *, optional: bool) -> Any:
+    """A property as strict mode takes it: without a default, and nullable if it was optional."""
+    if not _is_map(schema):
+        return schema
+    body = {k: v for k, v in schema.items() if k != "default"}
+    if not optional or _allows_null(body):
+        return body
+    inner = {k: v for k, v in body.items() if k != "description"}
+    described = {"description": body["description"]} if "description" in body else {}
+    return {"anyOf": [inner, {"type": "null"}], **described}
+
+
+def _allows_null(schema: Any, root: Mapping[str, Any] | None = None) -> bool:
+    schema = _resolve(root, schema)
+    if not _is_map(schema):
+        return schema is True
+    kinds = schema.get("type")
+    return (
+        "null" in (kinds if isinstance(kinds, list) else [kinds])
+        or None in (schema.get("enum") or ())
+        or ("const" in schema and schema["const"] is None)
+        or any(_allows_null(arm, root) for arm in schema.get("anyOf") or ())
+        or not {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "not"} & set(schema)
+    )
+
+
 def _unsupported(tp: Any, hint: str) -> ParameterError:
     return ParameterError(f"cannot describe the type {_type_name(tp)} as JSON schema; {hint}")
 
@@ -288,7 +339,7 @@ def response_format_for(json_mode: bool, schema: object | None) -> dict[str, Any
         name, body = schema_of(schema)
         return {
             "type": "json_schema",
-            "json_schema": {"name": name, "schema": body, "strict": True},
+            "json_schema": {"name": name, "schema": strict_schema(body), "strict": True},
         }
     if json_mode:
         return {"type": "json_object"}
@@ -322,6 +373,7 @@ def parse_reply(text: str, schema: object | None) -> Any:
     if schema is None:
         return value
     name, wanted, source = _target(schema)
+    value = _absent_nulls(value, wanted, wanted)
     if source is None:
         problem = validate(value, wanted)
         if problem is None:
@@ -339,6 +391,31 @@ def parse_reply(text: str, schema: object | None) -> Any:
         f"the reply does not match schema {name!r}: {problem}; the raw text is in .raw",
         raw=text,
     )
+
+
+def _absent_nulls(value: Any, schema: Any, root: Mapping[str, Any]) -> Any:
+    """`value` without the nulls strict mode sends for optional properties whose type does not
+    take null, so that their defaults apply (through lists and `Optional` objects)."""
+    schema = _resolve(root, schema)
+    arms = (
+        [a for a in schema.get("anyOf") or () if a != {"type": "null"}] if _is_map(schema) else ()
+    )
+    schema = _resolve(root, arms[0]) if len(arms) == 1 else schema
+    if not _is_map(schema):
+        return value
+    if isinstance(value, list) and "items" in schema:
+        return [_absent_nulls(item, schema["items"], root) for item in value]
+    properties, required = schema.get("properties"), set(schema.get("required") or ())
+    if not isinstance(value, dict) or not _is_map(properties):
+        return value
+    return {
+        key: _absent_nulls(item, properties[key], root) if key in properties else item
+        for key, item in value.items()
+        if item is not None
+        or key in required
+        or key not in properties
+        or _allows_null(properties[key], root)
+    }
 
 
 def mismatch(error: ValidationError, value: Any, schema: Mapping[str, Any]) -> str:
