@@ -1,34 +1,44 @@
 """Structured output: JSON schemas from Python types, `response_format`, and parsing replies.
 
-Rule: one small JSON-schema dialect, used both ways. `schema_for_type` writes it (for tool
-parameters and for `--schema` targets) and `validate` reads it, so whatever this module asks a
-model for, it can check. A reply that does not parse or match raises `OutputParseError` with one
-line saying where (line/column, or the JSON path of the first mismatch) and keeps the raw text.
-pydantic is never imported: a model class is recognised by its `model_json_schema` method.
+Rule: pydantic reads the types; this module shapes what it writes and what it says. A `--schema`
+target or a tool parameter type goes through one `TypeAdapter`: its JSON schema, made plain
+(refs inlined, titles dropped, objects closed), is what the model is asked for, and the same
+adapter checks the reply and builds the user's type from it. `strict_schema` turns a schema into
+what `strict: true` accepts: every property required, the optional ones nullable instead, no
+defaults. A JSON-schema dict has no type to validate with, so `validate` checks replies against
+it. Either way a mismatch is an `OutputParseError` with one line naming the JSON path, keeping
+the raw text. pydantic is imported inside functions only: `import baseten_magic` and
+`%load_ext baseten_magic` do not load it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import datetime as dt
-import enum
 import json
 import re
+import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
-from typing import Any, Literal, Union
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Union
 
 from baseten_magic.core.errors import OutputParseError, ParameterError
 
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic.json_schema import GenerateJsonSchema
+
 __all__ = [
-    "build_value",
-    "json_default",
+    "adapter",
+    "mismatch",
     "parse_reply",
+    "pydantic_errors",
+    "readable",
     "response_format_for",
     "schema_for_type",
     "schema_of",
+    "strict_schema",
     "strip_fence",
     "type_hints",
     "validate",
@@ -36,21 +46,32 @@ __all__ = [
 
 JSONSchema = dict[str, Any]
 
-_SCALARS: dict[type, JSONSchema] = {
-    str: {"type": "string"},
-    bool: {"type": "boolean"},
-    int: {"type": "integer"},
-    float: {"type": "number"},
-    Decimal: {"type": "number"},
-    type(None): {"type": "null"},
-    dt.datetime: {"type": "string", "format": "date-time"},
-    dt.date: {"type": "string", "format": "date"},
-    dt.time: {"type": "string", "format": "time"},
-}
-_SEQUENCES = (list, set, frozenset, Sequence, typing.MutableSequence, typing.AbstractSet)
 _NAME_RE = re.compile(r"[^a-zA-Z0-9_-]+")
 # A fenced block anywhere in the reply: models often wrap JSON in ```json ... ``` with prose.
 _FENCE_RE = re.compile(r"```[ \t]*(?:json5?|JSON)?[ \t]*\r?\n(.*?)(?:\r?\n)?[ \t]*```", re.DOTALL)
+# Where JSON Schema nests schemas (as opposed to data such as `enum`, `const` or `default`).
+_SCHEMA_MAPS = ("properties", "$defs")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_VALUES = ("items", "additionalProperties", "not", "propertyNames")
+_SUPPORTED = (
+    "use str, int, float, bool, None, list, dict, Literal, an Enum, a dataclass, "
+    "a TypedDict or a pydantic model"
+)
+
+
+# What to do about pydantic's refusals, by its error code (pydantic's own text otherwise).
+_ADVICE = {
+    "schema-for-unknown-type": _SUPPORTED,
+    "invalid-for-json-schema": _SUPPORTED,
+    "class-not-fully-defined": "it names a type its module does not define; define it at top level",
+    "typed-dict-version": (
+        "inside a dataclass or a model on Python 3.11, import TypedDict from typing_extensions"
+    ),
+}
+
+
+class _Unsupported(Exception):
+    """A type pydantic reads but a JSON schema for a model cannot say; the message says why."""
 
 
 # -- writing schemas ----------------------------------------------------------------------------
@@ -58,140 +79,99 @@ _FENCE_RE = re.compile(r"```[ \t]*(?:json5?|JSON)?[ \t]*\r?\n(.*?)(?:\r?\n)?[ \t
 
 def schema_for_type(tp: Any) -> JSONSchema:
     """The JSON schema of a type hint (scalars, containers, Literal, Enum, dataclass, ...)."""
-    return _SchemaWriter().schema(tp)
+    return _written(adapter(tp), tp)
 
 
-def is_typeddict(tp: object) -> bool:
-    """True for a TypedDict class."""
-    return typing.is_typeddict(tp)
+def adapter(tp: Any) -> TypeAdapter[Any]:
+    """A pydantic `TypeAdapter` for a type hint; a type pydantic cannot read is a ParameterError."""
+    from pydantic import TypeAdapter
+
+    with pydantic_errors(tp):
+        return TypeAdapter(readable(tp))
 
 
-def _is_pydantic_model(obj: object) -> bool:
-    return isinstance(obj, type) and callable(getattr(obj, "model_json_schema", None))
+def _written(source: TypeAdapter[Any], tp: Any) -> JSONSchema:
+    with pydantic_errors(tp):
+        return _plain(source.json_schema(schema_generator=_writer()))
 
 
-def _doc_of(cls: type) -> str | None:
-    """The class docstring, unless it is the signature dataclasses write when there is none."""
-    doc = cls.__doc__
-    if not doc or (dataclasses.is_dataclass(cls) and doc.startswith(cls.__name__ + "(")):
-        return None
-    return " ".join(doc.strip().split("\n\n", 1)[0].split())
+@contextlib.contextmanager
+def pydantic_errors(tp: Any) -> Iterator[None]:
+    """Turn pydantic's complaints about a type into a ParameterError saying what to use instead."""
+    from pydantic.errors import PydanticUndefinedAnnotation, PydanticUserError
+
+    try:
+        yield
+    except _Unsupported as exc:
+        raise _unsupported(tp, str(exc)) from None
+    except PydanticUndefinedAnnotation as exc:
+        raise _unsupported(tp, f"{exc.message}; define every type it names first") from None
+    except PydanticUserError as exc:
+        hint = _ADVICE.get(exc.code or "", exc.message.strip().splitlines()[0])
+        raise _unsupported(tp, hint) from None
 
 
-class _SchemaWriter:
-    """Walks one type; remembers the classes being expanded to refuse recursive types."""
+def _writer() -> type[GenerateJsonSchema]:
+    from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+    from pydantic_core import core_schema
 
-    def __init__(self) -> None:
-        self.expanding: list[type] = []
+    class Writer(GenerateJsonSchema):
+        """pydantic's schema writer, refusing maps whose keys a JSON object cannot spell."""
 
-    def schema(self, tp: Any) -> JSONSchema:
-        if tp is Any or tp is object:
-            return {}
-        if tp is None:  # a bare `None` in a hint means NoneType
-            tp = type(None)
-        origin = typing.get_origin(tp)
-        args = typing.get_args(tp)
-        if origin is typing.Annotated:
-            inner = self.schema(args[0])
-            text = next((a for a in args[1:] if isinstance(a, str)), None)
-            return {**inner, "description": text} if text else inner
-        if origin is Literal:
-            return _enum_schema(list(args))
-        if origin is Union or origin is types.UnionType:
-            return self._union(args)
-        if isinstance(tp, type) and issubclass(tp, enum.Enum):
-            return _enum_schema([member.value for member in tp])
-        if tp in _SCALARS:
-            return dict(_SCALARS[tp])
-        if origin is tuple or tp is tuple:
-            return self._tuple(args)
-        if origin in (dict, Mapping, typing.MutableMapping) or tp in (dict, Mapping):
-            schema: JSONSchema = {"type": "object"}
-            if len(args) == 2:
-                if args[0] is not str:
-                    raise _unsupported(tp, "JSON object keys are strings; use dict[str, X]")
-                schema["additionalProperties"] = self.schema(args[1])
-            return schema
-        if origin in _SEQUENCES or tp in (list, set, frozenset):
-            schema = {"type": "array"}
-            if args:
-                schema["items"] = self.schema(args[0])
-            if origin in (set, frozenset, typing.AbstractSet) or tp in (set, frozenset):
-                schema["uniqueItems"] = True
-            return schema
-        if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or is_typeddict(tp)):
-            return self._object(tp)
-        if _is_pydantic_model(tp):
-            raise _unsupported(tp, "a pydantic model can be a --schema target, not a field type")
-        raise _unsupported(
-            tp,
-            "use str, int, float, bool, None, list, dict, Literal, an Enum, "
-            "a dataclass or a TypedDict",
-        )
+        def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+            keys = schema.get("keys_schema")
+            if keys is not None and self.generate_inner(keys).get("type", "string") != "string":
+                raise _Unsupported("JSON object keys are strings; use dict[str, X]")
+            return super().dict_schema(schema)
 
-    def _union(self, args: tuple[Any, ...]) -> JSONSchema:
-        options = [self.schema(a) for a in args]
-        return {"anyOf": options}
+    return Writer
 
-    def _tuple(self, args: tuple[Any, ...]) -> JSONSchema:
-        if not args:
-            return {"type": "array"}
-        if len(args) == 2 and args[1] is Ellipsis:
-            return {"type": "array", "items": self.schema(args[0])}
-        items = [self.schema(a) for a in args]
-        return {
-            "type": "array",
-            "prefixItems": items,
-            "minItems": len(items),
-            "maxItems": len(items),
-        }
 
-    def _object(self, cls: type) -> JSONSchema:
-        if cls in self.expanding:
-            raise _unsupported(cls, "recursive types cannot be written as a JSON schema")
-        self.expanding.append(cls)
-        try:
-            hints = type_hints(cls)
-            properties: JSONSchema = {}
-            required: list[str] = []
-            if dataclasses.is_dataclass(cls):
-                for f in dataclasses.fields(cls):
-                    if not f.init:
-                        continue
-                    prop = self.schema(hints.get(f.name, Any))
-                    text = f.metadata.get("description")
-                    if isinstance(text, str):
-                        prop["description"] = text
-                    if f.default is not dataclasses.MISSING:
-                        has_json, default = json_default(f.default)
-                        if has_json:
-                            prop["default"] = default
-                    elif f.default_factory is dataclasses.MISSING:
-                        required.append(f.name)
-                    properties[f.name] = prop
-            else:
-                required_keys: frozenset[str] = getattr(cls, "__required_keys__", frozenset())
-                for name, hint in hints.items():
-                    properties[name] = self.schema(_strip_required(hint))
-                    # Under `from __future__ import annotations` Python 3.11 cannot see
-                    # NotRequired/Required in `__required_keys__`; the hints still carry them.
-                    marker = typing.get_origin(hint)
-                    if marker is typing.Required or (
-                        marker is not typing.NotRequired and name in required_keys
-                    ):
-                        required.append(name)
-        finally:
-            self.expanding.pop()
-        schema: JSONSchema = {
-            "type": "object",
-            "properties": properties,
-            "required": required,
-            "additionalProperties": False,
-        }
-        doc = _doc_of(cls)
-        if doc:
-            schema["description"] = doc
-        return schema
+def readable(tp: Any, expanding: tuple[type, ...] = ()) -> Any:
+    """`tp` as pydantic should read it: the text in `Annotated[X, "text"]` becomes a description,
+    and a `typing.TypedDict` is rebuilt from `typing_extensions` (pydantic refuses the former
+    before Python 3.12; rebuilding it on every version keeps one path)."""
+    if typing.is_typeddict(tp) and type(tp).__module__ == "typing":
+        return _typeddict(tp, expanding)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        from pydantic import Field
+
+        extras = [Field(description=a) if isinstance(a, str) else a for a in args[1:]]
+        return typing.Annotated[(readable(args[0], expanding), *extras)]
+    new = tuple(readable(a, expanding) for a in args)
+    if origin is typing.Literal or all(a is b for a, b in zip(args, new, strict=True)):
+        return tp
+    if origin is Union or origin is types.UnionType:
+        return Union[new]  # noqa: UP007 - built from a tuple
+    return (
+        types.GenericAlias(origin, new) if isinstance(tp, types.GenericAlias) else tp.copy_with(new)
+    )
+
+
+def _typeddict(cls: type, expanding: tuple[type, ...]) -> Any:
+    import typing_extensions
+
+    if cls in expanding:
+        raise _unsupported(cls, "recursive types cannot be written out as a JSON schema")
+    required_keys: frozenset[str] = getattr(cls, "__required_keys__", frozenset())
+    fields: dict[str, Any] = {}
+    for name, annotation in type_hints(cls).items():
+        # Under `from __future__ import annotations` Python 3.11 leaves keys marked Required or
+        # NotRequired out of `__required_keys__`; the hints still carry the markers.
+        marker, hint = typing.get_origin(annotation), annotation
+        if marker in (typing.Required, typing.NotRequired):
+            hint = typing.get_args(annotation)[0]
+        else:
+            marker = typing.Required if name in required_keys else typing.NotRequired
+        fields[name] = marker[readable(hint, (*expanding, cls))]
+    clone: Any = typing_extensions.TypedDict(cls.__name__, fields)  # type: ignore[misc]
+    clone.__doc__, clone.__module__, clone.__qualname__ = (
+        cls.__doc__,
+        cls.__module__,
+        cls.__qualname__,
+    )
+    return clone
 
 
 def type_hints(obj: Any) -> dict[str, Any]:
@@ -206,50 +186,101 @@ def type_hints(obj: Any) -> dict[str, Any]:
         ) from None
 
 
-def _strip_required(hint: Any) -> Any:
-    """`Required[X]` / `NotRequired[X]` → `X` (TypedDict markers; `__required_keys__` has them)."""
-    while typing.get_origin(hint) in (typing.Required, typing.NotRequired):
-        hint = typing.get_args(hint)[0]
-    return hint
+def _plain(schema: Mapping[str, Any]) -> JSONSchema:
+    """pydantic's JSON schema as a model reads it best: `$ref`s inlined (a recursive type cannot
+    be), `title`s dropped, and objects with properties closed unless the type allows extras."""
+    defs: Mapping[str, Any] = schema.get("$defs") or {}
+
+    def walk(node: Any, expanding: tuple[str, ...]) -> Any:
+        if not isinstance(node, Mapping):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name in expanding:
+                raise _Unsupported(
+                    f"{name} refers to itself, and recursive types cannot be written out "
+                    "as a JSON schema; break the cycle"
+                )
+            rest = walk({k: v for k, v in node.items() if k != "$ref"}, expanding)
+            return {**walk(defs[name], (*expanding, name)), **rest}  # a field's default wins
+        inner = node.get("allOf")
+        if isinstance(inner, list) and len(inner) == 1:  # pydantic < 2.9 wraps a ref this way
+            rest = walk({k: v for k, v in node.items() if k != "allOf"}, expanding)
+            return {**walk(inner[0], expanding), **rest}
+        out = _map_subschemas(node, lambda sub: walk(sub, expanding))
+        out.pop("$defs", None)
+        out.pop("title", None)
+        if isinstance(out.get("properties"), Mapping):
+            out.setdefault("additionalProperties", False)
+        return out
+
+    result: JSONSchema = walk(schema, ())
+    return result
 
 
-def _enum_schema(values: list[Any]) -> JSONSchema:
-    schema: JSONSchema = {"enum": values}
-    kinds = {_json_type(v) for v in values}
-    if len(kinds) == 1:
-        schema["type"] = kinds.pop()
-    return schema
+def _map_subschemas(node: Mapping[str, Any], fn: Callable[[Any], Any]) -> JSONSchema:
+    """A copy of one schema node with `fn` applied to each schema nested in it (not to data)."""
+    out: JSONSchema = {}
+    for key, value in node.items():
+        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            out[key] = {name: fn(sub) for name, sub in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [fn(sub) for sub in value]
+        elif key in _SCHEMA_VALUES and isinstance(value, Mapping):
+            out[key] = fn(value)
+        else:
+            out[key] = value
+    return out
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+def strict_schema(schema: Mapping[str, Any]) -> JSONSchema:
+    """`schema` as OpenAI-style `strict: true` takes it: every object closed and listing all its
+    properties in `required`; a property that was optional is made nullable instead (null then
+    means "use the default") and loses its `default`, a keyword strict mode rejects."""
+    node = _map_subschemas(schema, lambda sub: strict_schema(sub) if _is_map(sub) else sub)
+    properties = node.get("properties")
+    if isinstance(properties, Mapping):
+        required = set(node.get("required") or ())
+        node["properties"] = {
+            name: _strict_property(sub, optional=name not in required)
+            for name, sub in properties.items()
+        }
+        node["required"] = list(properties)
+        node["additionalProperties"] = False
+    # A map (`dict[str, X]`, additionalProperties a schema) stays one: strict mode has no way
+    # to say it, and closing it would only make every answer an empty object.
+    return node
 
 
-def json_default(value: Any) -> tuple[bool, Any]:
-    """`(True, json_value)` for a default that has a JSON form, else `(False, None)`."""
-    if isinstance(value, enum.Enum):
-        value = value.value
-    if isinstance(value, tuple | frozenset | set):
-        value = list(value)
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False, None
-    return True, value
+def _is_map(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _strict_property(schema: Any, *, optional: bool) -> Any:
+    """A property as strict mode takes it: without a default, and nullable if it was optional."""
+    if not _is_map(schema):
+        return schema
+    body = {k: v for k, v in schema.items() if k != "default"}
+    if not optional or _allows_null(body):
+        return body
+    inner = {k: v for k, v in body.items() if k != "description"}
+    described = {"description": body["description"]} if "description" in body else {}
+    return {"anyOf": [inner, {"type": "null"}], **described}
+
+
+def _allows_null(schema: Any, root: Mapping[str, Any] | None = None) -> bool:
+    schema = _resolve(root, schema)
+    if not _is_map(schema):
+        return schema is True
+    kinds = schema.get("type")
+    return (
+        "null" in (kinds if isinstance(kinds, list) else [kinds])
+        or None in (schema.get("enum") or ())
+        or ("const" in schema and schema["const"] is None)
+        or any(_allows_null(arm, root) for arm in schema.get("anyOf") or ())
+        or not {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "not"} & set(schema)
+    )
 
 
 def _unsupported(tp: Any, hint: str) -> ParameterError:
@@ -260,22 +291,33 @@ def _type_name(tp: Any) -> str:
     return tp.__qualname__ if isinstance(tp, type) else repr(tp)
 
 
+def _is_pydantic_model(obj: object) -> bool:
+    # Whoever defined a model imported pydantic already; nobody else needs it loaded.
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(obj, type) and issubclass(obj, pydantic.BaseModel)
+
+
 def schema_of(obj: object) -> tuple[str, JSONSchema]:
     """The name and JSON schema of a `--schema` target: a schema dict, dataclass, TypedDict or
     pydantic model class."""
+    name, schema, _ = _target(obj)
+    return name, schema
+
+
+def _target(obj: object) -> tuple[str, JSONSchema, TypeAdapter[Any] | None]:
+    """A target's name, schema, and the adapter that validates replies (None for a dict)."""
     if isinstance(obj, Mapping):
         inner = obj.get("schema")
         if isinstance(inner, Mapping) and isinstance(obj.get("name"), str):
             # An OpenAI `json_schema` wrapper: {"name": ..., "schema": {...}}.
-            return _schema_name(str(obj["name"])), dict(inner)
+            return _schema_name(str(obj["name"])), dict(inner), None
         title = obj.get("title")
-        return _schema_name(title if isinstance(title, str) else "response"), dict(obj)
-    if isinstance(obj, type):
-        if dataclasses.is_dataclass(obj) or is_typeddict(obj):
-            return _schema_name(obj.__name__), schema_for_type(obj)
-        if _is_pydantic_model(obj):
-            schema = obj.model_json_schema()  # type: ignore[attr-defined]
-            return _schema_name(obj.__name__), dict(schema)
+        return _schema_name(title if isinstance(title, str) else "response"), dict(obj), None
+    if isinstance(obj, type) and (
+        dataclasses.is_dataclass(obj) or typing.is_typeddict(obj) or _is_pydantic_model(obj)
+    ):
+        source = adapter(obj)
+        return _schema_name(obj.__name__), _written(source, obj), source
     raise ParameterError(
         f"expected a JSON-schema dict, a dataclass, a TypedDict or a pydantic model class as the "
         f"schema, got {_describe(obj)}; pass the class itself, not an instance"
@@ -297,7 +339,7 @@ def response_format_for(json_mode: bool, schema: object | None) -> dict[str, Any
         name, body = schema_of(schema)
         return {
             "type": "json_schema",
-            "json_schema": {"name": name, "schema": body, "strict": True},
+            "json_schema": {"name": name, "schema": strict_schema(body), "strict": True},
         }
     if json_mode:
         return {"type": "json_object"}
@@ -330,73 +372,64 @@ def parse_reply(text: str, schema: object | None) -> Any:
         ) from None
     if schema is None:
         return value
-    name, body_schema = schema_of(schema)
-    problem = validate(value, body_schema)
-    if problem is not None:
-        raise OutputParseError(
-            f"the reply does not match schema {name!r}: {problem}; the raw text is in .raw",
-            raw=text,
-        )
-    if _is_pydantic_model(schema):
+    name, wanted, source = _target(schema)
+    value = _absent_nulls(value, wanted, wanted)
+    if source is None:
+        problem = validate(value, wanted)
+        if problem is None:
+            return value
+    else:
+        from pydantic import ValidationError
+
         try:
-            return schema.model_validate(value)  # type: ignore[attr-defined]
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            first = str(exc).splitlines()
-            raise OutputParseError(
-                f"the reply does not match schema {name!r}: "
-                f"{' '.join(first[:3])}; the raw text is in .raw",
-                raw=text,
-            ) from None
-    if isinstance(schema, type) and dataclasses.is_dataclass(schema):
-        return build_value(schema, value)
-    return value
+            # JSON mode, strict: a dict is read as the dataclass, a string as the Enum or the
+            # date, as a model sends them, but "36" is not an integer.
+            return source.validate_json(json.dumps(value), strict=True)
+        except ValidationError as exc:
+            problem = mismatch(exc, value, wanted)
+    raise OutputParseError(
+        f"the reply does not match schema {name!r}: {problem}; the raw text is in .raw",
+        raw=text,
+    )
 
 
-def build_value(tp: Any, value: Any) -> Any:
-    """Turn decoded JSON into `tp`: dataclasses and Enums constructed recursively, else as is."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Annotated:
-        return build_value(args[0], value)
-    if origin is Union or origin is types.UnionType:
-        if value is None:
-            return None
-        for arm in args:
-            if arm is type(None):
-                continue
-            try:
-                if validate(value, schema_for_type(arm)) is None:
-                    return build_value(arm, value)
-            except ParameterError:
-                continue
+def _absent_nulls(value: Any, schema: Any, root: Mapping[str, Any]) -> Any:
+    """`value` without the nulls strict mode sends for optional properties whose type does not
+    take null, so that their defaults apply (through lists and `Optional` objects)."""
+    schema = _resolve(root, schema)
+    arms = (
+        [a for a in schema.get("anyOf") or () if a != {"type": "null"}] if _is_map(schema) else ()
+    )
+    schema = _resolve(root, arms[0]) if len(arms) == 1 else schema
+    if not _is_map(schema):
         return value
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        hints = type_hints(tp)
-        kwargs = {
-            f.name: build_value(hints.get(f.name, Any), value[f.name])
-            for f in dataclasses.fields(tp)
-            if f.init and f.name in value
-        }
-        return tp(**kwargs)
-    if isinstance(value, list) and (origin in _SEQUENCES or origin is tuple):
-        if origin is tuple:
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(build_value(args[0], v) for v in value)
-            if args:
-                return tuple(build_value(a, v) for a, v in zip(args, value, strict=False))
-            return tuple(value)
-        items = [build_value(args[0], v) for v in value] if args else list(value)
-        return set(items) if origin in (set, frozenset, typing.AbstractSet) else items
-    if isinstance(value, dict) and origin in (dict, Mapping, typing.MutableMapping) and args:
-        return {k: build_value(args[1], v) for k, v in value.items()}
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+    if isinstance(value, list) and "items" in schema:
+        return [_absent_nulls(item, schema["items"], root) for item in value]
+    properties, required = schema.get("properties"), set(schema.get("required") or ())
+    if not isinstance(value, dict) or not _is_map(properties):
+        return value
+    return {
+        key: _absent_nulls(item, properties[key], root) if key in properties else item
+        for key, item in value.items()
+        if item is not None
+        or key in required
+        or key not in properties
+        or _allows_null(properties[key], root)
+    }
 
 
-# -- validating ---------------------------------------------------------------------------------
+def mismatch(error: ValidationError, value: Any, schema: Mapping[str, Any]) -> str:
+    """Where and why pydantic rejected `value`: the schema check's phrase when it finds the
+    problem (one wording for every kind of target), else pydantic's first error at its path."""
+    problem = validate(value, schema)
+    if problem is not None:
+        return problem
+    first = error.errors(include_url=False)[0]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    return f"at ${path}: {first['msg']}"
+
+
+# -- validating against a JSON-schema dict -----------------------------------------------------
 
 
 def validate(value: Any, schema: Mapping[str, Any]) -> str | None:
@@ -405,26 +438,29 @@ def validate(value: Any, schema: Mapping[str, Any]) -> str | None:
     return _Validator(schema).check(value, schema, "$")
 
 
+def _resolve(root: Mapping[str, Any] | None, schema: Any) -> Any:
+    """`schema` with local `$ref`s followed (a bounded number of times, in case of a loop)."""
+    for _ in range(32):
+        ref = schema.get("$ref") if isinstance(schema, Mapping) else None
+        if root is None or not isinstance(ref, str) or not ref.startswith("#"):
+            return schema
+        node: Any = root
+        for part in ref[1:].split("/"):
+            if part:
+                node = node.get(part.replace("~1", "/").replace("~0", "~"), {})
+        schema = node
+    return schema
+
+
 class _Validator:
-    """Checks the subset of JSON Schema this module writes (and pydantic's `$defs`/`$ref`)."""
+    """Checks the keywords schemas use: types, enum/const, anyOf/oneOf/allOf, object properties,
+    required and additionalProperties, array items and lengths, and local `$ref`s."""
 
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
 
-    def resolve(self, schema: Any) -> Any:
-        for _ in range(32):
-            ref = schema.get("$ref") if isinstance(schema, Mapping) else None
-            if not isinstance(ref, str) or not ref.startswith("#"):
-                return schema
-            node: Any = self.root
-            for part in ref[1:].split("/"):
-                if part:
-                    node = node.get(part.replace("~1", "/").replace("~0", "~"), {})
-            schema = node
-        return schema
-
     def check(self, value: Any, schema: Any, path: str) -> str | None:
-        schema = self.resolve(schema)
+        schema = _resolve(self.root, schema)
         if schema is True or not isinstance(schema, Mapping):
             return None if schema is not False else f"at {path}: no value is allowed here"
         if "const" in schema and not _same(value, schema["const"]):
@@ -485,13 +521,8 @@ class _Validator:
         prefix_list = prefix if isinstance(prefix, list) else []
         items = schema.get("items")
         for index, item in enumerate(value):
-            if index < len(prefix_list):
-                sub: Any = prefix_list[index]
-            elif items is not None:
-                sub = items
-            else:
-                continue
-            problem = self.check(item, sub, f"{path}[{index}]")
+            sub = prefix_list[index] if index < len(prefix_list) else items
+            problem = None if sub is None else self.check(item, sub, f"{path}[{index}]")
             if problem is not None:
                 return problem
         return None
@@ -504,9 +535,9 @@ def _is_type(value: Any, kind: str) -> bool:
         )
     if kind == "number":
         return isinstance(value, int | float) and not isinstance(value, bool)
-    expected = {"string": str, "boolean": bool, "array": list, "object": dict}.get(kind)
     if kind == "null":
         return value is None
+    expected = {"string": str, "boolean": bool, "array": list, "object": dict}.get(kind)
     return expected is not None and isinstance(value, expected)
 
 
@@ -522,7 +553,21 @@ def _child(path: str, name: str) -> str:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False, default=repr)
     kind = _json_type(value)
     text = text if len(text) <= 40 else text[:37] + "..."
     return f"{kind} {text}" if kind in ("string", "array", "object") else text
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    kinds: list[tuple[type | tuple[type, ...], str]] = [
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        ((list, tuple), "array"),
+        (dict, "object"),
+    ]
+    return next((name for cls, name in kinds if isinstance(value, cls)), type(value).__name__)

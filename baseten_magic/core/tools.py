@@ -1,11 +1,13 @@
 """Python functions as tools: their OpenAI specs, running the calls a model makes, and the
 messages that carry the results back.
 
-Rule: a tool never crashes the cell. Bad JSON arguments, an unknown tool name, missing arguments
-or an exception inside the function all become a `ToolOutput` whose `error` ("ToolError: ...")
-goes back to the model as the tool message, so the model can recover. Only problems the user
-can fix before sending (a missing name, `*args`, an unsupported type) raise `ParameterError`.
-Tool-call ids go back verbatim (Kimi's look like `functions.get_weather:0`).
+Rule: a tool never crashes the cell. Bad JSON arguments, an unknown tool name, missing or
+ill-typed arguments or an exception inside the function all become a `ToolOutput` whose `error`
+("ToolError: ...") goes back to the model as the tool message, so the model can recover. Only
+problems the user can fix before sending (a missing name, `*args`, an unsupported type) raise
+`ParameterError`. One pydantic model of the signature (`create_model`, imported lazily) writes
+the parameters' schema, then checks and converts each call's arguments against it before the
+function runs. Tool-call ids go back verbatim (Kimi's look like `functions.get_weather:0`).
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import inspect
 import json
 import re
 import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from baseten_magic.core import structured
 from baseten_magic.core.catalog import ModelInfo
 from baseten_magic.core.errors import ParameterError
 from baseten_magic.core.jsonable import to_jsonable
 from baseten_magic.core.result import ChatResult, ToolCall
-from baseten_magic.core.structured import build_value, json_default, schema_for_type, type_hints
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "ToolOutput",
@@ -168,7 +174,7 @@ def _parameter_hints(fn: Callable[..., Any]) -> dict[str, Any]:
         __globals__=getattr(inspect.unwrap(fn), "__globals__", {}),
         __qualname__=f"{getattr(fn, '__qualname__', 'the tool')}()",
     )
-    hints = type_hints(holder)
+    hints = structured.type_hints(holder)
     hints.pop("return", None)
     return hints
 
@@ -194,12 +200,24 @@ def tool_spec(fn: Callable[..., Any]) -> dict[str, Any]:
             f"expected a function as a tool, got {type(fn).__qualname__}; pass the function itself"
         )
     name = _tool_name(fn)
-    signature = inspect.signature(fn)
+    description, _ = parse_docstring(inspect.getdoc(fn))
+    _, schema = _arguments(fn, name)
+    function: dict[str, Any] = {"name": name}
+    if description:
+        function["description"] = description
+    function["parameters"] = {"type": "object", "properties": {}, "required": [], **schema}
+    return {"type": "function", "function": function}
+
+
+def _arguments(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], dict[str, Any]]:
+    """A pydantic model of `fn`'s parameters and its plain JSON schema. Each field is aliased to
+    its parameter's name, so any name works (`json`, `_x`)."""
+    from pydantic import ConfigDict, create_model
+
     hints = _parameter_hints(fn)
-    description, docs = parse_docstring(inspect.getdoc(fn))
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for param in signature.parameters.values():
+    _, docs = parse_docstring(inspect.getdoc(fn))
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             star = "*" if param.kind is param.VAR_POSITIONAL else "**"
             raise ParameterError(
@@ -207,31 +225,45 @@ def tool_spec(fn: Callable[..., Any]) -> dict[str, Any]:
                 "give the tool named parameters instead"
             )
         hint = hints.get(param.name)
-        if hint is None and param.default is not param.empty and param.default is not None:
-            hint = type(param.default)  # an unannotated `x=3` is an int
+        if hint is None:  # an unannotated `x=3` is an int
+            unknown = param.default is param.empty or param.default is None
+            hint = hints[param.name] = Any if unknown else type(param.default)
+        fields[f"p{len(fields)}"] = (
+            structured.readable(hint),
+            _field(param, docs.get(param.name), hint),
+        )
+    try:
+        with structured.pydantic_errors(fn):
+            model = create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+        return model, structured.schema_for_type(model)
+    except ParameterError as exc:
+        for param_name, hint in hints.items():  # name the parameter at fault
+            try:
+                structured.schema_for_type(hint)
+            except ParameterError as culprit:
+                raise ParameterError(
+                    f"tool {name}(), parameter {param_name!r}: {culprit}"
+                ) from None
+        raise ParameterError(f"tool {name}(): {exc}") from None
+
+
+def _field(param: inspect.Parameter, doc: str | None, hint: Any) -> Any:
+    """The pydantic field of one parameter: its name, default and docstring description."""
+    from pydantic import Field
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    options: dict[str, Any] = {"alias": param.name}
+    metadata = typing.get_args(hint)[1:] if typing.get_origin(hint) is typing.Annotated else ()
+    if doc and not any(isinstance(m, str) or getattr(m, "description", None) for m in metadata):
+        options["description"] = doc  # a description in Annotated wins over the docstring
+    if param.default is not param.empty:
         try:
-            prop = schema_for_type(hint) if hint is not None else {}
-        except ParameterError as exc:
-            raise ParameterError(f"tool {name}(), parameter {param.name!r}: {exc}") from None
-        if "description" not in prop and docs.get(param.name):
-            prop["description"] = docs[param.name]
-        if param.default is param.empty:
-            required.append(param.name)
-        else:
-            has_json, default = json_default(param.default)
-            if has_json:
-                prop["default"] = default
-        properties[param.name] = prop
-    function: dict[str, Any] = {"name": name}
-    if description:
-        function["description"] = description
-    function["parameters"] = {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-    return {"type": "function", "function": function}
+            to_jsonable_python(param.default)
+            options["default"] = param.default
+        except PydanticSerializationError:
+            # A default JSON cannot show still makes the parameter optional, unseen.
+            options["default_factory"] = lambda: param.default
+    return Field(**options)
 
 
 def tool_specs(fns: Tools) -> list[dict[str, Any]]:
@@ -405,19 +437,29 @@ def _prepare(call: ToolCall, table: Mapping[str, Callable[..., Any]]) -> _Prepar
             f"expected the arguments as a JSON object, got {type(arguments).__name__}; "
             "send a JSON object matching the parameters"
         )
+    from pydantic import ValidationError
+
     try:
         signature = inspect.signature(fn)
-        hints = _parameter_hints(fn)
-        converted = {k: build_value(hints[k], v) if k in hints else v for k, v in arguments.items()}
+        named = dict(arguments)
         positional = [
-            converted.pop(p.name)
+            named.pop(p.name)
             for p in signature.parameters.values()
-            if p.kind is p.POSITIONAL_ONLY and p.name in converted
+            if p.kind is p.POSITIONAL_ONLY and p.name in named
         ]
-        bound = signature.bind(*positional, **converted)
+        bound = signature.bind(*positional, **named)  # Python's words for a missing or extra name
+        model, schema = _arguments(fn, name)
+        # Checked as strictly as a reply: a dict is read as the dataclass, a string as the Enum,
+        # but "3" is not an integer, as the schema the model was shown says.
+        parsed = model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        problem = structured.mismatch(exc, arguments, schema)
+        return refuse(f"bad arguments for {name}(): {problem}", arguments)
     except (TypeError, ValueError, ParameterError) as exc:
         message = " ".join(str(exc).split())
         return refuse(f"bad arguments for {name}(): {message}", arguments)
+    for key in parsed.model_fields_set:  # converted: a dict became the dataclass, and so on
+        bound.arguments[model.model_fields[key].alias or key] = getattr(parsed, key)
     return _Prepared(call, arguments, lambda: fn(*bound.args, **bound.kwargs))
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
+import pydantic
 import pytest
+import typing_extensions
 
 from baseten_magic.core.errors import OutputParseError, ParameterError
 from baseten_magic.core.structured import (
@@ -22,6 +25,8 @@ from baseten_magic.engine.call import CallContext, ChatCall, prepare_request
 from baseten_magic.io.client import Client
 from baseten_magic.io.ledger import Ledger
 from baseten_magic.server import LocalServer
+
+_NULL = {"type": "null"}
 
 
 class Color(enum.Enum):
@@ -51,6 +56,40 @@ class Movie(TypedDict):
     title: str
     year: int
     rating: NotRequired[float]
+
+
+class Reading(pydantic.BaseModel):
+    """One reading."""
+
+    celsius: float = pydantic.Field(description="degrees")
+
+
+class Review(typing_extensions.TypedDict):
+    """Inside a dataclass, pydantic reads a TypedDict from typing only on Python 3.12+."""
+
+    stars: int
+    text: NotRequired[str]
+
+
+@dataclass
+class Station:
+    readings: list[Reading]
+    best: Review | None = None
+
+
+@dataclass
+class Cat:
+    meow: int
+
+
+@dataclass
+class Dog:
+    bark: str
+
+
+@dataclass
+class Pet:
+    pet: Cat | Dog | None
 
 
 # -- schemas ------------------------------------------------------------------------------------
@@ -153,7 +192,139 @@ def test_response_format_for() -> None:
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "Address"
     assert fmt["json_schema"]["strict"] is True
-    assert fmt["json_schema"]["schema"]["required"] == ["city"]
+    assert fmt["json_schema"]["schema"]["required"] == ["city", "zip_code"]
+
+
+def _objects(schema: Any) -> list[dict[str, Any]]:
+    """Every object schema (one with properties) nested anywhere in `schema`."""
+    found: list[dict[str, Any]] = []
+    if isinstance(schema, dict):
+        if "properties" in schema:
+            found.append(schema)
+        for value in schema.values():
+            found.extend(_objects(value))
+    elif isinstance(schema, list):
+        for value in schema:
+            found.extend(_objects(value))
+    return found
+
+
+def test_strict_response_format_requires_every_property_and_makes_optional_ones_nullable() -> None:
+    fmt = response_format_for(False, Person)
+    assert fmt is not None
+    schema = fmt["json_schema"]["schema"]
+    assert schema["required"] == ["name", "age", "tags", "color", "home", "scores"]
+    props = schema["properties"]
+    assert props["name"] == {"type": "string"}
+    assert props["tags"] == {"anyOf": [{"type": "array", "items": {"type": "string"}}, _NULL]}
+    assert props["color"] == {"anyOf": [{"enum": ["red", "green"], "type": "string"}, _NULL]}
+    home, null = props["home"]["anyOf"]
+    assert null == _NULL
+    assert home["required"] == ["city", "zip_code"]
+    assert home["properties"]["zip_code"] == {"anyOf": [{"type": "string"}, _NULL]}
+    for obj in _objects(schema):
+        assert obj["required"] == list(obj["properties"]), obj
+        assert obj["additionalProperties"] is False, obj
+        assert all("default" not in prop for prop in obj["properties"].values()), obj
+    # The schema the reply is checked against is still the one the type describes.
+    assert schema_of(Person)[1]["required"] == ["name", "age"]
+
+
+def test_strict_mode_on_a_schema_dict_and_a_pydantic_model() -> None:
+    pydantic = pytest.importorskip("pydantic")
+    given = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string"},
+            "b": {"type": "integer", "description": "how many", "default": 1},
+            "c": {"type": ["string", "null"]},
+            "d": {"$ref": "#/$defs/D"},
+        },
+        "required": ["a"],
+        "$defs": {"D": {"type": "object", "properties": {"x": {"type": "number"}}}},
+    }
+    fmt = response_format_for(False, given)
+    assert fmt is not None
+    schema = fmt["json_schema"]["schema"]
+    assert schema["required"] == ["a", "b", "c", "d"]
+    assert schema["additionalProperties"] is False
+    props = schema["properties"]
+    assert props["b"] == {"anyOf": [{"type": "integer"}, _NULL], "description": "how many"}
+    assert props["c"] == {"type": ["string", "null"]}
+    assert props["d"] == {"anyOf": [{"$ref": "#/$defs/D"}, _NULL]}
+    assert schema["$defs"]["D"] == {
+        "type": "object",
+        "properties": {"x": {"anyOf": [{"type": "number"}, _NULL]}},
+        "required": ["x"],
+        "additionalProperties": False,
+    }
+    assert given["required"] == ["a"]  # the caller's dict is left alone
+
+    class Point(pydantic.BaseModel):  # type: ignore[misc, name-defined]
+        x: int
+        y: int = 0
+
+    fmt = response_format_for(False, Point)
+    assert fmt is not None
+    point = fmt["json_schema"]["schema"]
+    assert point["required"] == ["x", "y"]
+    assert point["additionalProperties"] is False
+    assert point["properties"]["y"] == {"anyOf": [{"type": "integer"}, _NULL]}
+
+
+def test_strict_replies_with_nulls_for_optional_fields_get_the_defaults() -> None:
+    text = (
+        '{"name": "Ada", "age": 36, "tags": null, "color": null, "scores": null,'
+        ' "home": {"city": "London", "zip_code": null}}'
+    )
+    assert parse_reply(text, Person) == Person("Ada", 36, home=Address("London"))
+    movie = parse_reply('{"title": "Heat", "year": 1995, "rating": null}', Movie)
+    assert movie == {"title": "Heat", "year": 1995}
+    given = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "integer"}},
+        "required": ["a"],
+    }
+    assert parse_reply('{"a": "x", "b": null}', given) == {"a": "x"}
+    with pytest.raises(OutputParseError, match=r"at \$\.name: expected string, got null"):
+        parse_reply('{"name": null, "age": 1}', Person)
+
+
+def test_pydantic_models_and_nested_types_as_fields() -> None:
+
+    schema = schema_for_type(Station)
+    reading = schema["properties"]["readings"]["items"]
+    assert reading == {
+        "type": "object",
+        "description": "One reading.",
+        "properties": {"celsius": {"type": "number", "description": "degrees"}},
+        "required": ["celsius"],
+        "additionalProperties": False,
+    }
+    assert schema["properties"]["best"]["anyOf"][0]["required"] == ["stars"]
+    station = parse_reply('{"readings": [{"celsius": 1.5}], "best": null}', Station)
+    assert station == Station([Reading(celsius=1.5)])
+    with pytest.raises(OutputParseError, match=r"at \$\.readings\[0\]\.celsius: expected number"):
+        parse_reply('{"readings": [{"celsius": "warm"}]}', Station)
+
+
+def test_union_arms_are_not_steps_in_the_error_path() -> None:
+    with pytest.raises(OutputParseError) as info:
+        parse_reply('{"pet": {"meow": "loud"}}', Pet)
+    assert 'at $.pet.meow: expected integer, got string "loud"' in str(info.value)
+    with pytest.raises(OutputParseError, match=r"at \$\.pet: expected object, got 3"):
+        parse_reply('{"pet": 3}', Pet)
+    assert isinstance(parse_reply('{"pet": {"bark": "woof"}}', Pet).pet, Dog)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="pydantic reads typing.TypedDict on 3.12")
+def test_typing_typeddict_inside_a_dataclass_says_what_to_import() -> None:
+    @dataclass
+    class Shelf:
+        movie: Movie
+
+    with pytest.raises(ParameterError, match="import TypedDict from typing_extensions"):
+        schema_for_type(Shelf)
 
 
 # -- parsing ------------------------------------------------------------------------------------

@@ -46,6 +46,10 @@ class Window(TypedDict):
     hourly: bool
 
 
+class Opaque:
+    """A class pydantic cannot describe."""
+
+
 def get_weather(
     place: Place,
     unit: Unit = Unit.CELSIUS,
@@ -171,6 +175,39 @@ def test_star_args_are_rejected() -> None:
     assert "\n" not in str(info.value)
 
 
+def test_unsupported_parameter_types_name_the_parameter() -> None:
+    def keyed(counts: dict[int, str]) -> None:
+        """Keys must be strings in JSON."""
+
+    def opaque(thing: Opaque) -> None:
+        """Not a type JSON can carry."""
+
+    with pytest.raises(
+        ParameterError, match=r"tool keyed\(\), parameter 'counts': .*dict\[str, X\]"
+    ):
+        tool_spec(keyed)
+    with pytest.raises(
+        ParameterError, match=r"parameter 'thing': .*Opaque.*pydantic model"
+    ) as info:
+        tool_spec(opaque)
+    assert "\n" not in str(info.value)
+
+
+def test_any_parameter_name_and_defaults_json_cannot_show() -> None:
+    marker = object()
+
+    def odd(json: int, _private: str = "a", sentinel: object = marker) -> str:
+        """Odd names and a default with no JSON form."""
+        return f"{json}{_private}{sentinel is marker}"
+
+    params = _params(odd)
+    assert params["required"] == ["json"]
+    assert params["properties"]["_private"] == {"type": "string", "default": "a"}
+    assert params["properties"]["sentinel"] == {}
+    [out] = execute_tool_calls([_call("odd", '{"json": 2, "_private": "b"}')], [odd])
+    assert out.result == "2bTrue"
+
+
 def test_not_a_function_and_duplicate_names() -> None:
     with pytest.raises(ParameterError, match="expected a function"):
         tool_spec(42)  # type: ignore[arg-type]
@@ -241,6 +278,45 @@ def test_execute_reports_every_failure_to_the_model() -> None:
     assert outs[5].error is not None
     assert "unexpected keyword argument 'y'" in outs[5].error
     assert all(not o.ok for o in outs)
+
+
+def test_arguments_are_validated_and_converted_before_the_call() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def plan(
+        place: Place, days: int, unit: Unit = Unit.CELSIUS, window: Window | None = None
+    ) -> str:
+        """Plan a trip."""
+        seen.append((place, days, unit, window))
+        return "ok"
+
+    calls = [
+        _call(
+            "plan",
+            '{"place": {"city": "Oslo"}, "days": 3, "unit": "fahrenheit",'
+            ' "window": {"days": 2, "hourly": true}}',
+            "a",
+        ),
+        _call("plan", '{"place": {"city": 7}, "days": 1}', "b"),
+        _call("plan", '{"place": {"city": "Oslo"}, "days": 1, "unit": "kelvin"}', "c"),
+        _call("plan", '{"place": {"city": "Oslo"}, "days": 1, "window": {"days": 1}}', "d"),
+        _call("plan", '{"place": {"city": "Oslo"}, "days": "3"}', "e"),
+    ]
+    ok, bad_city, bad_unit, bad_window, bad_days = execute_tool_calls(calls, [plan])
+    assert ok.ok, ok.error
+    assert seen == [(Place("Oslo"), 3, Unit.FAHRENHEIT, {"days": 2, "hourly": True})]
+    assert isinstance(seen[0][0], Place)
+    assert bad_city.error == (
+        "ToolError: bad arguments for plan(): at $.place.city: expected string, got 7"
+    )
+    assert bad_unit.error is not None
+    assert 'at $.unit: expected one of string "celsius", string "fahrenheit"' in bad_unit.error
+    assert bad_window.error is not None
+    assert "at $.window: missing required property 'hourly'" in bad_window.error
+    assert bad_days.error is not None
+    assert 'at $.days: expected integer, got string "3"' in bad_days.error
+    assert bad_city.arguments == {"place": {"city": 7}, "days": 1}
+    assert len(seen) == 1  # a bad argument never reaches the function
 
 
 def test_return_values_are_encoded() -> None:
