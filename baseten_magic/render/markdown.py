@@ -4,8 +4,11 @@ Rule: model text is untrusted. Output shown in a live session is trusted by Jupy
 not sanitized, so nothing the model writes may reach the page as live markup: raw HTML is
 escaped as text, links are allow-listed (http, https, mailto, relative, `#fragment`), images
 become plain links (nothing loads), code is highlighted with inline styles, math is escaped and
-left for MathJax. Every rendering is checked by `assert_safe_html` before it is returned; a
-rendering that fails the check is replaced by escaped plain text (fail closed).
+left for MathJax. The look that must survive a static export (nbconvert HTML has none of
+JupyterLab's rules for it) is inline too: code in a monospace font, table cells aligned as the
+Markdown's delimiter row says (left by default). Every rendering is checked by
+`assert_safe_html` before it is returned; a rendering that fails the check is replaced by
+escaped plain text (fail closed).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pygments.util import ClassNotFound
 
 __all__ = [
     "CODE_STYLE",
+    "MONOSPACE",
     "UnsafeHTMLError",
     "assert_safe_html",
     "escape_text",
@@ -48,6 +52,13 @@ _LINK_ATTRS = ' target="_blank" rel="noopener noreferrer nofollow"'
 # Classes that make MathJax (v3 and the v2 names nbconvert uses) typeset only our math spans.
 _MATH_PROCESS = "mathjax_process tex2jax_process"
 _PRE_WRAP = "white-space: pre-wrap; word-break: break-word; margin: 0;"
+# JupyterLab's code font where its variables exist (Lab, nbconvert's lab template); a monospace
+# stack elsewhere. Without it a static export shows code in the page's proportional font.
+MONOSPACE = (
+    "font-family: var(--jp-code-font-family, Menlo, Consolas, 'DejaVu Sans Mono', monospace)"
+)
+_PLAIN_PRE_STYLE = f"{MONOSPACE}; line-height: 125%;"
+_CELL_ALIGN = frozenset({"left", "center", "right"})
 
 
 class UnsafeHTMLError(ValueError):
@@ -166,7 +177,7 @@ def highlight_code(code: str, language: str) -> str:
     lexer = _lexer(language.lower()) if language else None
     if lexer is not None:
         return str(highlight(code, lexer, _formatter()))
-    return f"<pre><code>{escapeHtml(code)}</code></pre>\n"
+    return f'<pre style="{_PLAIN_PRE_STYLE}"><code>{escapeHtml(code)}</code></pre>\n'
 
 
 @functools.cache
@@ -190,7 +201,20 @@ def _lexer(language: str) -> Lexer | None:
 
 @functools.cache
 def _formatter() -> HtmlFormatter[str]:
-    return HtmlFormatter(noclasses=True, style=CODE_STYLE)
+    return HtmlFormatter(noclasses=True, style=CODE_STYLE, prestyles=MONOSPACE)
+
+
+def _code_inline(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    return f'<code style="{MONOSPACE};">{escapeHtml(tokens[idx].content)}</code>'
+
+
+def _cell_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    # markdown-it marks an aligned column with style="text-align:X"; an unaligned one gets
+    # nothing and JupyterLab's default (right) would apply, which suits numbers only.
+    token = tokens[idx]
+    declared = str(token.attrGet("style") or "").partition("text-align:")[2].strip(" ;")
+    align = declared if declared in _CELL_ALIGN else "left"
+    return f'<{token.tag} style="text-align: {align};">'
 
 
 def _as_text(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
@@ -221,6 +245,10 @@ _RULES = {
     "link_close": _link_close,
     "image": _image,
     "fence": _fence,
+    "code_block": _fence,
+    "code_inline": _code_inline,
+    "th_open": _cell_open,
+    "td_open": _cell_open,
     "html_block": _as_text,
     "html_inline": _as_text,
     "math_inline": _math_inline,
