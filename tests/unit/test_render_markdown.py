@@ -23,6 +23,7 @@ from baseten_magic.render.markdown import (
 )
 
 MONO = markdown.MONOSPACE
+SPACING = markdown.BLOCK_SPACING
 
 
 class _Text(HTMLParser):
@@ -260,22 +261,24 @@ def test_escape_text_is_pre_wrap_and_escaped() -> None:
 
 def test_headings_emphasis_strikethrough() -> None:
     out = render_markdown("# Title\n\n## Sub\n\n*em* **strong** ~~gone~~ `code`")
-    for fragment in ("<h1>Title</h1>", "<h2>Sub</h2>", "<em>em</em>", "<strong>strong</strong>"):
+    assert re.search(r"<h1[^>]*>Title</h1>", out)
+    assert re.search(r"<h2[^>]*>Sub</h2>", out)
+    for fragment in ("<em>em</em>", "<strong>strong</strong>"):
         assert fragment in out
     assert "<s>gone</s>" in out
     assert f'<code style="{MONO};">code</code>' in out
 
 
 def test_lists_keep_ordered_start_numbers() -> None:
-    assert "<ul>" in render_markdown("- a\n- b")
+    assert "<ul " in render_markdown("- a\n- b")
     out = render_markdown("3. three\n4. four")
-    assert '<ol start="3">' in out
+    assert '<ol start="3" ' in out
     assert out.count("<li>") == 2
 
 
 def test_tables_with_alignment() -> None:
     out = render_markdown("| a | b | c |\n|:--|--:|:-:|\n| 1 | 2 | 3 |")
-    assert "<table>" in out
+    assert "<table " in out
     assert '<th style="text-align: left;">a</th>' in out
     assert '<td style="text-align: right;">2</td>' in out
     assert '<td style="text-align: center;">3</td>' in out
@@ -317,16 +320,15 @@ def test_fenced_code_is_highlighted_with_inline_styles() -> None:
 
 def test_code_without_highlighting_is_plain_pre() -> None:
     out = render_markdown("```python\nx = '<b>'\n```", highlight=False)
-    assert out.startswith(f'<pre style="{MONO}; line-height: 125%;"><code>')
+    assert out.startswith(f'<pre style="{MONO}; line-height: 125%; {SPACING}"><code>')
     assert "&lt;b&gt;" in out
     assert "<span" not in out
 
 
 def test_unknown_language_is_escaped_plain_pre() -> None:
     out = render_markdown("```klingon\nqapla' <x>\n```")
-    assert (
-        out == f'<pre style="{MONO}; line-height: 125%;"><code>qapla\' &lt;x&gt;\n</code></pre>\n'
-    )
+    pre = f'<pre style="{MONO}; line-height: 125%; {SPACING}">'
+    assert out == pre + "<code>qapla' &lt;x&gt;\n</code></pre>\n"
 
 
 def test_inline_and_display_math_left_for_mathjax() -> None:
