@@ -7,6 +7,11 @@ Rule: the run is self-contained. A `LocalServer` starts in this process, the not
 is pointed at it through `BASETEN_BASE_URL`/`BASETEN_API_KEY` (a throwaway demo key), the cost
 ledger goes next to the executed notebook, and nothing reaches the internet. Needs the `demo`
 extra (`pip install '.[demo]'`: ipykernel, nbclient, nbformat).
+
+The executed notebook opens clean in JupyterLab: its `kernelspec` metadata is the spec of the
+kernel that ran it, exactly as Lab writes it when it connects a kernel (a different
+`display_name`, e.g. "Python 3" against ipykernel's "Python 3 (ipykernel)", is a change Lab
+makes on open, so the notebook would show as modified before anyone touched it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 DEFAULT_NOTEBOOK = Path("examples/quickstart.ipynb")
 
@@ -24,6 +30,14 @@ DEFAULT_NOTEBOOK = Path("examples/quickstart.ipynb")
 def default_output(notebook: Path) -> Path:
     """Where the executed copy of `notebook` is written: `<dir>/out/<name>`."""
     return notebook.parent / "out" / notebook.name
+
+
+def kernelspec_metadata(kernel_name: str) -> dict[str, Any]:
+    """The `kernelspec` metadata JupyterLab writes for the installed kernel `kernel_name`."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    return {"name": kernel_name, "display_name": spec.display_name, "language": spec.language}
 
 
 def run_notebook(
@@ -56,6 +70,8 @@ def run_notebook(
             resources={"metadata": {"path": str(notebook.parent)}},
         )
         client.execute(env=env)  # the kernel talks to the local server, never the internet
+    nb.metadata["kernelspec"] = kernelspec_metadata(client.kernel_name)
+    nbformat.validate(nb)
     nbformat.write(nb, out)
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     expected = [c for c in code_cells if "raises-exception" in c.metadata.get("tags", [])]

@@ -144,9 +144,11 @@ CELLS: list[tuple[str, str] | tuple[str, str, list[str]]] = [
 def build() -> nbformat.NotebookNode:
     """The quickstart notebook, without outputs."""
     nb = new_notebook()
+    # ipykernel's own display name: JupyterLab rewrites any other on open, marking the
+    # notebook modified before anyone touched it.
     nb.metadata["kernelspec"] = {
         "name": "python3",
-        "display_name": "Python 3",
+        "display_name": "Python 3 (ipykernel)",
         "language": "python",
     }
     for kind, source, *rest in CELLS:

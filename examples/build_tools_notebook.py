@@ -131,9 +131,10 @@ CELLS: list[tuple[str, str]] = [
 def build() -> nbformat.NotebookNode:
     """The notebook, without outputs."""
     nb: nbformat.NotebookNode = new_notebook()  # type: ignore[no-untyped-call]
+    # ipykernel's own display name, so JupyterLab does not rewrite it (and mark it modified).
     nb.metadata["kernelspec"] = {
         "name": "python3",
-        "display_name": "Python 3",
+        "display_name": "Python 3 (ipykernel)",
         "language": "python",
     }
     nb.cells = [

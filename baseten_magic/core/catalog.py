@@ -4,6 +4,12 @@ Rule: models and prices are data, never code. The bundled table (`data/models.js
 starting point; `Catalog.refreshed()` folds in a `GET /v1/models` payload and
 `Catalog.with_overrides()` (or a JSON file named by `BASETEN_MAGIC_PRICES`) applies the user's own
 prices. A `Catalog` is an immutable value: every change returns a new one.
+
+Retirement is data too: a model whose `deprecated_on` date has come is retired. It stays in the
+catalog (so old ledgers and notebooks still name it), but `offered()` leaves it out, the
+unknown-alias message does not list it, and `resolve_offered()` (what request building uses)
+refuses it locally, naming its `replacement`. Every date check takes an optional `today`, so
+tests can pin the calendar.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class ModelInfo:
     output_price: Decimal | None = None
     cached_input_price: Decimal | None = None
     deprecated_on: date | None = None
+    # The slug to use once this model is retired (named in the local error).
+    replacement: str | None = None
     supported_features: tuple[str, ...] = ()
     note: str = ""
     # False for a slug the catalog has never seen: its abilities are unknown, so callers let the
@@ -127,6 +135,7 @@ def _model_from_json(item: Mapping[str, Any]) -> ModelInfo:
         output_price=_optional_decimal(item.get("output"), f"{slug} output price"),
         cached_input_price=_optional_decimal(item.get("cached_input"), f"{slug} cached price"),
         deprecated_on=None if deprecated is None else date.fromisoformat(str(deprecated)),
+        replacement=None if item.get("replacement") is None else str(item["replacement"]),
         supported_features=tuple(str(f) for f in item.get("supported_features", ())),
         note=str(item.get("note", "")),
     )
@@ -179,20 +188,40 @@ class Catalog:
 
     @property
     def aliases(self) -> dict[str, str]:
-        """Every alias mapped to its slug."""
+        """Every alias mapped to its slug, retired models' included."""
         return {alias: info.slug for info in self._models for alias in info.aliases}
+
+    def offered(self, today: date | None = None) -> tuple[ModelInfo, ...]:
+        """The models still served (not retired as of `today`), in catalog order."""
+        return tuple(info for info in self._models if not info.is_retired(today))
+
+    def retired(self, today: date | None = None) -> tuple[ModelInfo, ...]:
+        """The models retired as of `today`, in catalog order."""
+        return tuple(info for info in self._models if info.is_retired(today))
+
+    def offered_aliases(self, today: date | None = None) -> dict[str, str]:
+        """The aliases of the offered models, mapped to their slugs."""
+        return {alias: info.slug for info in self.offered(today) for alias in info.aliases}
+
+    def describe(self, info: ModelInfo) -> str:
+        """`alias (slug)` for a model with an alias, else its slug (for messages)."""
+        return f"{info.aliases[0]} ({info.slug})" if info.aliases else info.slug
 
     def get(self, slug: str) -> ModelInfo | None:
         """The model with this slug (case-insensitive), or None."""
         return self._by_slug.get(slug.strip().lower())
 
-    def resolve(self, name: str) -> ModelInfo:
-        """The model named by an alias or a slug; an unknown `org/model` slug is used as is."""
+    def resolve(self, name: str, today: date | None = None) -> ModelInfo:
+        """The model named by an alias or a slug; an unknown `org/model` slug is used as is.
+
+        Retired models resolve too (for display and old records); `resolve_offered` refuses
+        them. `today` only decides which aliases an unknown-alias message lists.
+        """
         key = name.strip().lower()
         if not key:
             raise ParameterError(
                 f"model must be a slug or an alias, got an empty name; pass e.g. -m gpt-oss "
-                f"(aliases: {', '.join(sorted(self.aliases))})"
+                f"(aliases: {', '.join(sorted(self.offered_aliases(today)))})"
             )
         found = self._by_alias.get(key) or self._by_slug.get(key)
         if found is not None:
@@ -200,13 +229,27 @@ class Catalog:
         if "/" in key:
             # New models appear before the bundled table knows them: let the server decide.
             return ad_hoc_model(name.strip())
-        choices = sorted(self.aliases)
+        choices = sorted(self.offered_aliases(today))
         close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ParameterError(
             f"unknown model alias {name.strip()!r}; {hint}known aliases: {', '.join(choices)} "
             "(or pass a full slug such as openai/gpt-oss-120b; %baseten models lists them)"
         )
+
+    def resolve_offered(self, name: str, today: date | None = None) -> ModelInfo:
+        """Like `resolve`, but a retired model is a ParameterError naming its replacement."""
+        info = self.resolve(name, today)
+        if not info.is_retired(today):
+            return info
+        given = name.strip()
+        subject = info.slug if given.lower() == info.slug.lower() else f"{given} ({info.slug})"
+        replacement = None if info.replacement is None else self.get(info.replacement)
+        if replacement is not None and not replacement.is_retired(today):
+            advice = f"use {self.describe(replacement)}"
+        else:
+            advice = "pick a model that is still offered (%baseten models lists them)"
+        raise ParameterError(f"{subject} was retired on {info.deprecated_on}; {advice}")
 
     def is_retired(self, slug: str, today: date | None = None) -> bool:
         """True when the named model's deprecation date has passed (unknown models: False)."""

@@ -16,6 +16,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -777,9 +778,9 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(token)
 
 
-def _models_where(catalog: Catalog, test: Callable[[Any], bool]) -> str:
+def _models_where(catalog: Catalog, test: Callable[[Any], bool], today: date | None) -> str:
     names = []
-    for info in catalog.models:
+    for info in catalog.offered(today):
         if test(info):
             alias = f" ({info.aliases[0]})" if info.aliases else ""
             names.append(info.slug + alias)
@@ -794,8 +795,12 @@ def build_request(
     params: Mapping[str, Any],
     catalog: Catalog,
     thinking: bool | None = None,
+    today: date | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of one chat completion: alias resolved, parameters validated."""
+    """The JSON body of one chat completion: alias resolved, parameters validated.
+
+    A retired model is refused here, before anything is sent (`today` pins the calendar).
+    """
     for reserved, how in (
         ("model", "-m MODEL"),
         ("messages", "the cell body"),
@@ -806,7 +811,7 @@ def build_request(
                 f"{reserved} is set by the call itself, got it in the parameters too; "
                 f"use {how} instead"
             )
-    info = catalog.resolve(model)
+    info = catalog.resolve_offered(model, today)
     rest = {k: v for k, v in params.items() if k not in ("model", "messages", "stream")}
     body = validate_params({"model": info.slug, "messages": messages, **rest})
     if stream:
@@ -824,7 +829,7 @@ def build_request(
             state = "always on" if info.reasoning == "always" else "not available"
             raise ParameterError(
                 f"{info.slug} has reasoning {state}, so thinking cannot be switched; "
-                "models that can: " + _models_where(catalog, lambda m: m.can_toggle_thinking)
+                "models that can: " + _models_where(catalog, lambda m: m.can_toggle_thinking, today)
             )
         template_args = dict(body.get("chat_template_args") or {})
         template_args["enable_thinking"] = thinking
@@ -834,6 +839,6 @@ def build_request(
         raise ParameterError(
             f"reasoning_effort is not supported by {info.slug}, got "
             f"{body['reasoning_effort']!r}; drop it or use a model that supports it: "
-            + _models_where(catalog, lambda m: m.supports_reasoning_effort)
+            + _models_where(catalog, lambda m: m.supports_reasoning_effort, today)
         )
     return body

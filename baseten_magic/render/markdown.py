@@ -4,8 +4,14 @@ Rule: model text is untrusted. Output shown in a live session is trusted by Jupy
 not sanitized, so nothing the model writes may reach the page as live markup: raw HTML is
 escaped as text, links are allow-listed (http, https, mailto, relative, `#fragment`), images
 become plain links (nothing loads), code is highlighted with inline styles, math is escaped and
-left for MathJax. Every rendering is checked by `assert_safe_html` before it is returned; a
-rendering that fails the check is replaced by escaped plain text (fail closed).
+left for MathJax. The look that must survive a static export (nbconvert HTML has none of
+JupyterLab's rules for it) is inline too: code in a monospace font, table cells aligned as the
+Markdown's delimiter row says (left by default). So is the spacing of top-level blocks (margin
+below only, padding above headings): margins that collapse inside one output add up across
+outputs, and a streamed answer is several outputs (the painter freezes finished blocks), so
+only margins that never collapse make it look like the same answer sent whole. Every rendering
+is checked by `assert_safe_html` before it is returned; a rendering that fails the check is
+replaced by escaped plain text (fail closed).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from pygments.lexers import get_all_lexers, get_lexer_by_name
 from pygments.util import ClassNotFound
 
 __all__ = [
+    "BLOCK_SPACING",
     "CODE_STYLE",
+    "MONOSPACE",
     "UnsafeHTMLError",
     "assert_safe_html",
     "escape_text",
@@ -48,6 +56,23 @@ _LINK_ATTRS = ' target="_blank" rel="noopener noreferrer nofollow"'
 # Classes that make MathJax (v3 and the v2 names nbconvert uses) typeset only our math spans.
 _MATH_PROCESS = "mathjax_process tex2jax_process"
 _PRE_WRAP = "white-space: pre-wrap; word-break: break-word; margin: 0;"
+# JupyterLab's code font where its variables exist (Lab, nbconvert's lab template); a monospace
+# stack elsewhere. Without it a static export shows code in the page's proportional font.
+MONOSPACE = (
+    "font-family: var(--jp-code-font-family, Menlo, Consolas, 'DejaVu Sans Mono', monospace)"
+)
+_PLAIN_PRE_STYLE = f"{MONOSPACE}; line-height: 125%;"
+_CELL_ALIGN = frozenset({"left", "center", "right"})
+# Top-level blocks: space below only (see the module docstring); headings keep their air above
+# as padding, which never collapses either.
+BLOCK_SPACING = "margin-top: 0; margin-bottom: 1em;"
+_HEADING_SPACING = "margin-top: 0; margin-bottom: 0.5em; padding-top: 0.5em;"
+_SPACED_BLOCKS = frozenset(
+    {
+        "paragraph_open", "bullet_list_open", "ordered_list_open", "blockquote_open",
+        "table_open", "hr",
+    }
+)  # fmt: skip
 
 
 class UnsafeHTMLError(ValueError):
@@ -123,7 +148,19 @@ def _parser() -> MarkdownIt:
     md.validateLink = is_safe_url  # type: ignore[method-assign]
     for name, rule in _RULES.items():
         md.add_render_rule(name, rule)
+    md.core.ruler.push("bm_block_spacing", _space_blocks)
     return md
+
+
+def _space_blocks(state: Any) -> None:
+    """Give every top-level block the inline spacing described in the module docstring."""
+    for token in state.tokens:
+        if token.level != 0:
+            continue
+        if token.type in _SPACED_BLOCKS:
+            token.attrSet("style", BLOCK_SPACING)
+        elif token.type == "heading_open":
+            token.attrSet("style", _HEADING_SPACING)
 
 
 def _link_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
@@ -158,15 +195,19 @@ def _fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any)
     token = tokens[idx]
     info = html.unescape(token.info).strip()
     language = info.split(maxsplit=1)[0] if info and env.get("bm_highlight", True) else ""
-    return highlight_code(token.content, language)
+    return highlight_code(token.content, language, top_level=token.level == 0)
 
 
-def highlight_code(code: str, language: str) -> str:
-    """Highlight `code` with inline styles; unknown or empty language gives escaped `<pre>`."""
+def highlight_code(code: str, language: str, *, top_level: bool = False) -> str:
+    """Highlight `code` with inline styles; unknown or empty language gives escaped `<pre>`.
+
+    `top_level` adds the block spacing a top-level block gets (see the module docstring).
+    """
     lexer = _lexer(language.lower()) if language else None
     if lexer is not None:
-        return str(highlight(code, lexer, _formatter()))
-    return f"<pre><code>{escapeHtml(code)}</code></pre>\n"
+        return str(highlight(code, lexer, _formatter(top_level)))
+    spacing = f" {BLOCK_SPACING}" if top_level else ""
+    return f'<pre style="{_PLAIN_PRE_STYLE}{spacing}"><code>{escapeHtml(code)}</code></pre>\n'
 
 
 @functools.cache
@@ -189,8 +230,28 @@ def _lexer(language: str) -> Lexer | None:
 
 
 @functools.cache
-def _formatter() -> HtmlFormatter[str]:
-    return HtmlFormatter(noclasses=True, style=CODE_STYLE)
+def _formatter(top_level: bool = False) -> HtmlFormatter[str]:
+    # The wrapping div takes the block spacing; Pygments' own <pre> has no margin of its own
+    # in Lab, and `margin: 0` keeps it so elsewhere.
+    return HtmlFormatter(
+        noclasses=True,
+        style=CODE_STYLE,
+        prestyles=f"{MONOSPACE}; margin: 0",
+        cssstyles=BLOCK_SPACING.rstrip(";") if top_level else "",
+    )
+
+
+def _code_inline(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    return f'<code style="{MONOSPACE};">{escapeHtml(tokens[idx].content)}</code>'
+
+
+def _cell_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    # markdown-it marks an aligned column with style="text-align:X"; an unaligned one gets
+    # nothing and JupyterLab's default (right) would apply, which suits numbers only.
+    token = tokens[idx]
+    declared = str(token.attrGet("style") or "").partition("text-align:")[2].strip(" ;")
+    align = declared if declared in _CELL_ALIGN else "left"
+    return f'<{token.tag} style="text-align: {align};">'
 
 
 def _as_text(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
@@ -205,7 +266,8 @@ def _math_inline(self: Any, tokens: Sequence[Token], idx: int, options: Any, env
 
 def _math_display(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     content = escapeHtml(tokens[idx].content)
-    return f'<div class="math display {_MATH_PROCESS}">\\[{content}\\]</div>\n'
+    style = f' style="{BLOCK_SPACING}"' if tokens[idx].level == 0 else ""
+    return f'<div class="math display {_MATH_PROCESS}"{style}>\\[{content}\\]</div>\n'
 
 
 def _math_display_inline(
@@ -221,6 +283,10 @@ _RULES = {
     "link_close": _link_close,
     "image": _image,
     "fence": _fence,
+    "code_block": _fence,
+    "code_inline": _code_inline,
+    "th_open": _cell_open,
+    "td_open": _cell_open,
     "html_block": _as_text,
     "html_inline": _as_text,
     "math_inline": _math_inline,

@@ -3,13 +3,15 @@
 Rule: a table is `{"text/html": ..., "text/plain": ...}`; the HTML is the project's own markup
 and every value in it (model names, statuses, error text, catalog data) is escaped, so nothing
 from a server or a price file ever reaches the page as live HTML. The text/plain part is an
-aligned table that reads well in a terminal.
+aligned table that reads well in a terminal. `%baseten models` lists only the models still
+offered; retired ones follow in a separate, muted table that names what to use instead.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
 
 from baseten_magic.core.catalog import Catalog, ModelInfo
@@ -32,7 +34,8 @@ MODEL_COLUMNS = (
     "output $/M",
     "cached $/M",
 )
-_LEFT = {"model", "aliases", "status", "reasoning"}
+RETIRED_COLUMNS = ("retired model", "aliases", "retired on", "use instead")
+_LEFT = {"model", "aliases", "status", "reasoning", "retired model", "retired on", "use instead"}
 
 
 def _seconds(value: float | None) -> str:
@@ -40,7 +43,11 @@ def _seconds(value: float | None) -> str:
 
 
 def _table(
-    columns: Sequence[str], rows: Sequence[Sequence[str]], footer: Sequence[str] | None
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    footer: Sequence[str] | None,
+    *,
+    table_style: str = _TABLE_STYLE,
 ) -> Bundle:
     """Build both parts of a table from plain strings (escaped here, once)."""
 
@@ -54,7 +61,7 @@ def _table(
     body = "".join(cells(row, "td") for row in rows)
     foot = f"<tfoot>{cells(footer, 'th')}</tfoot>" if footer else ""
     markup = (
-        f'<table class="bm-table" style="{_TABLE_STYLE}"><thead>{cells(columns, "th")}</thead>'
+        f'<table class="bm-table" style="{table_style}"><thead>{cells(columns, "th")}</thead>'
         f"<tbody>{body}</tbody>{foot}</table>"
     )
     everything = [list(columns), *map(list, rows), *([list(footer)] if footer else [])]
@@ -119,9 +126,10 @@ def _price(value: Decimal | None) -> str:
 
 
 def _model_row(info: ModelInfo) -> tuple[str, ...]:
-    retired = f" (retires {info.deprecated_on.isoformat()})" if info.deprecated_on else ""
+    # Only offered models reach here: a date is a retirement still to come.
+    retires = f" (retires {info.deprecated_on.isoformat()})" if info.deprecated_on else ""
     return (
-        info.slug + retired,
+        info.slug + retires,
         ", ".join(info.aliases),
         "?" if info.context_length is None else f"{info.context_length:,}",
         info.reasoning.replace("_", " "),
@@ -131,10 +139,30 @@ def _model_row(info: ModelInfo) -> tuple[str, ...]:
     )
 
 
-def models_table(catalog: Catalog) -> Bundle:
-    """The catalog: slug, aliases, context, reasoning mode and prices per million tokens."""
-    table = _table(MODEL_COLUMNS, [_model_row(info) for info in catalog.models], None)
+def _retired_row(catalog: Catalog, info: ModelInfo, today: date | None) -> tuple[str, ...]:
+    replacement = None if info.replacement is None else catalog.get(info.replacement)
+    use = "—"
+    if replacement is not None and not replacement.is_retired(today):
+        use = catalog.describe(replacement)
+    when = "—" if info.deprecated_on is None else info.deprecated_on.isoformat()
+    return (info.slug, ", ".join(info.aliases), when, use)
+
+
+def models_table(catalog: Catalog, today: date | None = None) -> Bundle:
+    """The offered models (slug, aliases, context, reasoning, prices per M); retired ones apart."""
+    table = _table(MODEL_COLUMNS, [_model_row(info) for info in catalog.offered(today)], None)
     note = f"Prices in USD per million tokens, as of {catalog.prices_as_of or 'unknown'}."
     table["text/html"] += f'<p style="font-size: 0.8em; color: #777;">{html.escape(note)}</p>'
     table["text/plain"] += "\n" + note
+    retired = catalog.retired(today)
+    if retired:
+        heading = "Retired (no longer served; their aliases give an error naming the replacement):"
+        rows = [_retired_row(catalog, info, today) for info in retired]
+        muted = _TABLE_STYLE + " color: #777;"
+        old = _table(RETIRED_COLUMNS, rows, None, table_style=muted)
+        table["text/html"] += (
+            f'<p style="font-size: 0.8em; color: #777; margin-bottom: 0.2em;">'
+            f"{html.escape(heading)}</p>{old['text/html']}"
+        )
+        table["text/plain"] += f"\n\n{heading}\n{old['text/plain']}"
     return table

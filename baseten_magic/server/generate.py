@@ -10,10 +10,13 @@ What the local server answers
 one token per chunk. Prompt tokens are counted the same way over every message (plus 4 per
 message and 3 for the reply), and tool definitions count as their JSON text.
 
-*Answer text* depends only on the model, the messages, ``seed`` and ``temperature`` (rounded to
-0.1). By default it is a friendly Markdown answer of about 150 tokens that quotes the question
-and shows paragraphs, a bullet list, a fenced code block, a small table and the inline math
-``$e^{i\\pi}+1=0$``. Another seed or temperature gives another wording.
+*Answer text* depends only on the request: the model, the messages, ``seed`` and ``temperature``
+(rounded to 0.1), and the settings it names. The default answer is a labelled stand-in, never
+a pretend model: it opens with "Local stand-in answer", echoes the question, says which model
+with which settings would have answered on Baseten, and shows each Markdown feature once (a
+short list, a small table with a text and a number column, a fenced code block, the inline
+math ``$e^{i\\pi}+1=0$``), in about 130 tokens. Another seed or temperature gives another
+wording. Reasoning is labelled the same way ("stand-in reasoning").
 
 *Directives* in the last user message, for demos and tests:
 
@@ -77,7 +80,6 @@ _VOCABULARY = _words(
     "fairly mostly simply compute measure compare explain describe render parse check "
     "build verify improve"
 )
-_LINKS = _words("the a an of to in for with and or by on at from into over")
 _STOP_CAPITALS = frozenset(
     _words(
         "What How Why When Where Who Which Whose Please Can Could Would Should Will Is Are "
@@ -304,19 +306,10 @@ def _answer_text(
     match = _WORDS_RE.search(user_text)
     if match:
         return "".join(_prose_tokens(int(match.group(1)), rng))
-    return _markdown_answer(question, rng)
+    return _markdown_answer(request, question, rng)
 
 
 # --- text ------------------------------------------------------------------------------
-
-
-def _sentence(rng: random.Random, low: int = 8, high: int = 14) -> str:
-    words = [
-        rng.choice(_LINKS) if position % 3 == 1 else rng.choice(_VOCABULARY)
-        for position in range(rng.randint(low, high))
-    ]
-    words[0] = words[0].capitalize()
-    return " ".join(words) + "."
 
 
 def _prose_tokens(count: int, rng: random.Random) -> list[str]:
@@ -347,33 +340,83 @@ def _prose_tokens(count: int, rng: random.Random) -> list[str]:
     return tokens
 
 
-def _markdown_answer(question: str, rng: random.Random) -> str:
-    openers = ("Good question!", "Happy to help.", "Here is a short answer.", "Let's see.")
-    terms = [w.capitalize() for w in rng.sample(_VOCABULARY, 3)]
-    function = rng.choice(("average", "mean_of", "summarize", "center"))
+def _settings(request: GenerationRequest) -> list[tuple[str, str]]:
+    """The request's settings that shaped the answer, as (name, value) pairs."""
+    pairs: list[tuple[str, str]] = []
+    if request.temperature is not None:
+        pairs.append(("temperature", f"{round(float(request.temperature), 1):g}"))
+    if request.seed is not None:
+        pairs.append(("seed", str(request.seed)))
+    if request.max_tokens is not None:
+        pairs.append(("max_tokens", str(request.max_tokens)))
+    if request.stop:
+        pairs.append(("stop", ", ".join(json.dumps(s) for s in request.stop)))
+    if _thinking_on(request):
+        effort = request.reasoning_effort
+        pairs.append(("reasoning", f"on (effort {effort})" if effort else "on"))
+    elif request.reasoning_mode != "none":
+        pairs.append(("reasoning", "off"))
+    return pairs
+
+
+_OPENERS = (
+    "What follows shows how an answer renders:",
+    "Here is every Markdown feature an answer uses, once:",
+    "A short tour of how answers look:",
+)
+_CLOSERS = (
+    "Same request, same text: change the seed or the temperature for another wording.",
+    "For a real answer, set `BASETEN_API_KEY` and leave `BASETEN_BASE_URL` unset.",
+    "The text is fixed by the request, so notebooks and tests built on it are reproducible.",
+)
+
+
+def _markdown_answer(request: GenerationRequest, question: str, rng: random.Random) -> str:
+    settings = _settings(request)
+    said = ", ".join(f"{name} {value}" for name, value in settings)
+    how = f"with {said}" if said else "with the model's default settings"
+    words = len(question.split())
+    code = json.dumps(question, ensure_ascii=False)
     return (
-        f'{rng.choice(openers)} You asked: "{question}". {_sentence(rng)} {_sentence(rng)}\n\n'
-        f"{_sentence(rng)} {_sentence(rng, 6, 10)} {_sentence(rng)}\n\n"
-        f"- **{terms[0]}**: {_sentence(rng, 4, 7)}\n"
-        f"- **{terms[1]}**: {_sentence(rng, 4, 7)}\n"
-        f"- **{terms[2]}**: {_sentence(rng, 4, 7)}\n\n"
+        "**Local stand-in answer.** The offline server wrote this; no model ran.\n\n"
+        f'You asked: "{question}"\n\n'
+        f"On Baseten, **{request.model}** would have answered this, {how}.\n\n"
+        f"{rng.choice(_OPENERS)}\n\n"
+        "- a short list, like this one\n"
+        "- a table with a text column (left) and a number column (right)\n"
+        "- a highlighted code block\n"
+        "- inline math: $e^{i\\pi}+1=0$\n\n"
+        "| measure of the question | value |\n"
+        "|---|---:|\n"
+        f"| words | {words} |\n"
+        f"| characters | {len(question)} |\n"
+        f"| prompt tokens (as counted here) | {count_prompt_tokens(request.messages)} |\n\n"
         "```python\n"
-        f"def {function}(values: list[float]) -> float:\n"
-        "    return sum(values) / len(values)\n"
+        f"question = {code}\n"
+        'print(len(question.split()), "words")  # stand-in code\n'
         "```\n\n"
-        "| step | what happens |\n"
-        "|---|---|\n"
-        f"| 1 | {_sentence(rng, 3, 5)} |\n"
-        f"| 2 | {_sentence(rng, 3, 5)} |\n\n"
-        f"A classic identity to close with: $e^{{i\\pi}}+1=0$. {_sentence(rng, 6, 10)} "
-        f"{_sentence(rng)}"
+        f"{rng.choice(_CLOSERS)}"
     )
 
 
 def _reasoning_tokens(question: str, count: int, rng: random.Random) -> list[str]:
-    tokens = tokenize(f'The user asks "{question}". I should answer clearly. ')
+    tokens = tokenize(
+        f'(Stand-in reasoning, no model ran.) Question: "{question}". The local server fills '
+        "this block so you can see where reasoning appears and how it folds away. "
+    )
+    steps = (
+        "restate the question",
+        "list what is known",
+        "pick an approach",
+        "check the answer",
+        "keep it short",
+    )
+    step = rng.randrange(len(steps))
+    number = 1
     while len(tokens) < count:
-        tokens.extend(tokenize(_sentence(rng) + " "))
+        tokens.extend(tokenize(f"Step {number}: {steps[step % len(steps)]}. "))
+        step += 1
+        number += 1
     tokens = tokens[:count]
     tokens[-1] = tokens[-1].rstrip()
     return tokens
@@ -382,9 +425,9 @@ def _reasoning_tokens(question: str, count: int, rng: random.Random) -> list[str
 def _json_answer(question: str, rng: random.Random, *, broken: bool) -> str:
     value = {
         "question": question,
-        "answer": _sentence(rng),
+        "answer": "A stand-in JSON answer from the local server; no model ran.",
         "confidence": round(0.5 + rng.random() / 2, 2),
-        "tags": [rng.choice(_VOCABULARY), rng.choice(_VOCABULARY)],
+        "tags": ["stand-in", rng.choice(("offline", "local", "demo"))],
     }
     text = json.dumps(value, indent=2, ensure_ascii=False)
     if broken:
@@ -480,8 +523,14 @@ def _tool_summary(messages: Sequence[Mapping[str, Any]], rng: random.Random) -> 
         name = names.get(str(message.get("tool_call_id")), str(message.get("name") or "tool"))
         result = message_text({"content": message.get("content")})
         lines.append(f"- **{name}**: {' '.join(result.split())}")
-    lines.extend(["", _sentence(rng)])
+    lines.extend(["", rng.choice(_TOOL_CLOSERS)])
     return "\n".join(lines)
+
+
+_TOOL_CLOSERS = (
+    "(A stand-in summary from the local server: it quotes the results; a model would use them.)",
+    "(The local server only quotes tool results; a real model would reason about them.)",
+)
 
 
 # --- limits and logprobs -----------------------------------------------------------------

@@ -8,6 +8,7 @@ renders. The README's screenshot is taken here.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -244,3 +245,66 @@ def test_readme_screenshot_of_an_answer(lab: LabSession) -> None:
     if os.environ.get("UPDATE_DOC_IMAGES") == "1":  # refresh the README's screenshot on demand
         DOCS_IMAGE.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_IMAGE)
+
+
+SPACING_ANSWER = "\n\n".join(
+    [
+        "## A heading",
+        "First paragraph of the answer, long enough to read as a paragraph.",
+        "Second paragraph, after a blank line.",
+        "- item one\n- item two",
+        "| name | note | n |\n|---|---|---:|\n| alpha | first | 1 |\n| beta | second | 22 |",
+        "```python\ndef square(x):\n    return x * x\n```",
+        "Closing paragraph with `inline code`.",
+    ]
+)
+# For each magic cell: every answer block's tag and its top and bottom edge on the page.
+BLOCK_BOXES_JS = """
+() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].slice(1).map(cell =>
+  [...cell.querySelectorAll('.bm-answer:not(.bm-footer) > *')].map(el => {
+    const box = el.getBoundingClientRect();
+    return {tag: el.tagName, top: box.top, bottom: box.bottom};
+  }))
+"""
+CELL_ALIGN_JS = """
+(cell) => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')][cell]
+  .querySelectorAll('.bm-answer tbody tr')[0].querySelectorAll('td')
+"""
+
+
+def test_streamed_answer_is_spaced_like_the_whole_answer(lab: LabSession) -> None:
+    # Slow enough that the painter freezes blocks into separate outputs.
+    with LocalServer(tokens_per_second=150) as server:
+        page = lab.open_notebook(
+            "spacing.ipynb",
+            [
+                "%load_ext baseten_magic",
+                f"%%baseten -m kimi-k2 --no-memory\n/echo {SPACING_ANSWER}",
+                f"%%baseten -m kimi-k2 --no-memory --no-stream\n/echo {SPACING_ANSWER}",
+            ],
+            env=server_env(server),
+        )
+        lab.run_all(timeout=90)
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    streamed_outputs = cells.nth(1).locator(".jp-OutputArea-child").count()
+    assert streamed_outputs > cells.nth(2).locator(".jp-OutputArea-child").count()
+    streamed, whole = page.evaluate(BLOCK_BOXES_JS)
+    assert [b["tag"] for b in streamed] == [b["tag"] for b in whole]
+
+    def gaps(blocks: list[dict[str, Any]]) -> list[float]:
+        return [b["top"] - a["bottom"] for a, b in itertools.pairwise(blocks)]
+
+    for one, other in zip(gaps(streamed), gaps(whole), strict=True):
+        assert abs(one - other) <= 1.5, (gaps(streamed), gaps(whole))
+    # Text columns read left to right; the Markdown's right-aligned number column stays so.
+    for cell in (1, 2):
+        aligns = page.evaluate(
+            f"() => [...({CELL_ALIGN_JS})({cell})].map(td => getComputedStyle(td).textAlign)"
+        )
+        assert aligns == ["left", "left", "right"]
+    page.set_viewport_size({"width": 1280, "height": 2100})  # both answers in one picture
+    try:
+        page.add_style_tag(content=SCREENSHOT_CSS)
+        lab.screenshot("streamed-vs-whole")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})

@@ -8,6 +8,7 @@ asserts on the IOPub messages and the outputs a notebook would save.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from harness import server_env
 from harness.kernel import ExecResult, KernelSession
 
+from baseten_magic.demo import kernelspec_metadata
 from baseten_magic.io.ledger import Ledger
 from baseten_magic.server import LocalServer
 
@@ -129,6 +131,37 @@ def test_quickstart_notebook_runs_clean_with_the_readme_command(tmp_path: Path) 
         if 'class="bm-footer' in str(o.get("data", {}).get("text/html", ""))
     )
     assert " in / " in footer and "$" in footer and "tok/s" in footer
+    _assert_opens_unmodified_in_lab(out)
+    _assert_static_export_keeps_code_monospace(out)
+
+
+def _assert_opens_unmodified_in_lab(path: Path) -> None:
+    """What JupyterLab would change on open is already so: nothing marks the notebook modified."""
+    text = path.read_text(encoding="utf-8")
+    nb = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+    nbformat.validate(nb)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
+    assert all(cell.get("id") for cell in nb.cells)
+    # Lab writes the connected kernel's spec into the metadata; a different display name
+    # ("Python 3" against ipykernel's "Python 3 (ipykernel)") was the change that did it.
+    assert nb.metadata.kernelspec == kernelspec_metadata("python3")
+    assert nbformat.writes(nb) + "\n" == text  # type: ignore[no-untyped-call]
+    for source in ("quickstart.ipynb", "tools_and_structured.ipynb"):
+        example = nbformat.read(REPO / "examples" / source, as_version=4)  # type: ignore[no-untyped-call]
+        assert example.metadata.kernelspec == kernelspec_metadata("python3"), source
+
+
+def _assert_static_export_keeps_code_monospace(path: Path) -> None:
+    """`jupyter nbconvert --to html`: answer code keeps a monospace font, text cells align left."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(path))  # type: ignore[no-untyped-call]
+    answers = re.findall(r'<div class="bm-answer[^"]*">.*?</div>\n?</div>', body, re.S)
+    pres = [tag for answer in answers for tag in re.findall(r"<pre[^>]*>", answer)]
+    assert pres, "expected code blocks in the exported answers"
+    assert all("font-family:" in tag and "monospace" in tag for tag in pres), pres
+    cells = [tag for answer in answers for tag in re.findall(r"<td[^>]*>", answer)]
+    assert cells and all("text-align:" in tag for tag in cells)
 
 
 def test_long_fast_stream_is_throttled_and_complete(

@@ -315,13 +315,14 @@ def test_stream_and_non_stream_say_the_same(client: httpx.Client) -> None:
 
 def test_default_answer_is_markdown_about_the_question(client: httpx.Client) -> None:
     content = complete(client, body("What is a monad?"))["choices"][0]["message"]["content"]
+    assert content.startswith("**Local stand-in answer.**")
     assert "What is a monad?" in content
     assert "\n\n" in content
-    assert "\n- **" in content
+    assert "\n- " in content
     assert "```python\n" in content
-    assert "|---|---|" in content
+    assert "|---|---:|" in content
     assert "$e^{i\\pi}+1=0$" in content
-    assert 100 <= len(content.split()) <= 200
+    assert 80 <= len(content.split()) <= 200
 
 
 # --- reasoning ------------------------------------------------------------------------------

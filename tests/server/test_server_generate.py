@@ -113,3 +113,53 @@ def test_violate_breaks_the_first_property_or_the_root_type() -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     assert violate(schema, sample(schema)) == {"n": "not an integer"}
     assert isinstance(violate({"type": "array", "items": {}}, []), str)
+
+
+def test_default_answer_is_a_labelled_stand_in_that_names_model_and_settings() -> None:
+    ask = "How do I compute a rolling mean in pandas?"
+    choice = plan(
+        GenerationRequest(
+            model="openai/gpt-oss-120b",
+            messages=[{"role": "user", "content": ask}],
+            reasoning_mode="always",
+            temperature=0.71,
+            seed=3,
+            max_tokens=900,
+            reasoning_effort="low",
+        )
+    )[0]
+    text = "".join(choice.content)
+    first = text.split("\n\n")[0]
+    assert "stand-in" in first.lower()
+    assert "no model ran" in first
+    assert f'You asked: "{ask}"' in text
+    assert "**openai/gpt-oss-120b** would have answered" in text
+    for setting in ("temperature 0.7", "seed 3", "max_tokens 900", "reasoning on (effort low)"):
+        assert setting in text
+    # One of each Markdown feature: a list, a table (text left, numbers right), code, math.
+    assert text.count("\n- ") >= 3
+    assert "|---|---:|" in text
+    assert f"question = {json.dumps(ask)}" in text
+    assert "$e^{i\\pi}+1=0$" in text
+    # No filler vocabulary: every line is about the request or the rendering.
+    for salad in ("latency budget", "baseline feature", "steady useful"):
+        assert salad not in text
+    reasoning = "".join(choice.reasoning)
+    assert len(choice.reasoning) == 16
+    assert reasoning.startswith("(Stand-in reasoning, no model ran.)")
+    assert "How do I" in reasoning
+
+
+def test_default_answer_without_settings_says_defaults_and_is_deterministic() -> None:
+    one = "".join(plan(request("What is a monad?"))[0].content)
+    assert one == "".join(plan(request("What is a monad?"))[0].content)
+    assert "**m** would have answered this, with the model's default settings." in one
+    assert one != "".join(plan(request("What is a monad?", seed=9))[0].content)
+
+
+def test_json_and_tool_answers_are_labelled_too() -> None:
+    value = json.loads(
+        "".join(plan(request("Q", response_format={"type": "json_object"}))[0].content)
+    )
+    assert "stand-in" in value["answer"]
+    assert "stand-in" in value["tags"]

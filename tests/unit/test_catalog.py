@@ -102,9 +102,21 @@ def test_unknown_alias_suggests_and_lists_aliases() -> None:
         default_catalog().resolve("glmm")
     message = str(info.value)
     assert "did you mean 'glm'?" in message
-    for alias in ("gpt-oss", "kimi-thinking", "deepseek-v3"):
+    for alias in ("gpt-oss", "kimi-thinking", "deepseek-v3.1"):
         assert alias in message
     assert "\n" not in message
+
+
+def test_unknown_alias_lists_only_offered_models() -> None:
+    with pytest.raises(ParameterError) as info:
+        default_catalog().resolve("nope", today=date(2026, 12, 1))
+    aliases = str(info.value).split("known aliases: ")[1].split(" (")[0].split(", ")
+    assert "deepseek-v3" not in aliases
+    assert "glm-4.6" not in aliases
+    assert {"deepseek", "glm", "gpt-oss"} <= set(aliases)
+    with pytest.raises(ParameterError) as before:
+        default_catalog().resolve("nope", today=date(2026, 4, 30))
+    assert "deepseek-v3," in str(before.value)  # still offered then
 
 
 def test_empty_name_is_an_error() -> None:
@@ -125,6 +137,58 @@ def test_retired_models() -> None:
     assert not catalog.is_retired("glm", date(2030, 1, 1))
     assert not catalog.is_retired("acme/unknown", date(2030, 1, 1))
     assert catalog.get("zai-org/GLM-4.6").deprecated_on == date(2026, 5, 1)  # type: ignore[union-attr]
+
+
+RETIRED = ("deepseek-ai/DeepSeek-V3-0324", "zai-org/GLM-4.6")
+
+
+def test_offered_and_retired_split_the_catalog_by_today() -> None:
+    catalog = default_catalog()
+    today = date(2026, 12, 1)
+    offered = [m.slug for m in catalog.offered(today)]
+    retired = [m.slug for m in catalog.retired(today)]
+    assert retired == list(RETIRED)
+    assert offered == [slug for slug in TABLE if slug not in RETIRED]
+    assert "deepseek-v3" not in catalog.offered_aliases(today)
+    assert catalog.offered_aliases(today)["deepseek"] == "deepseek-ai/DeepSeek-V3.1"
+    # The day before the retirement date both were still offered.
+    assert len(catalog.offered(date(2026, 4, 30))) == len(TABLE)
+    assert catalog.retired(date(2026, 4, 30)) == ()
+    assert catalog.get(RETIRED[0]).replacement == "deepseek-ai/DeepSeek-V3.1"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "deepseek-v3",
+            "deepseek-v3 (deepseek-ai/DeepSeek-V3-0324) was retired on 2026-05-01; "
+            "use deepseek (deepseek-ai/DeepSeek-V3.1)",
+        ),
+        (
+            "zai-org/glm-4.6",
+            "zai-org/GLM-4.6 was retired on 2026-05-01; use glm (zai-org/GLM-4.7)",
+        ),
+    ],
+)
+def test_resolve_offered_refuses_a_retired_model_naming_the_replacement(
+    name: str, message: str
+) -> None:
+    catalog = default_catalog()
+    with pytest.raises(ParameterError) as info:
+        catalog.resolve_offered(name, today=date(2026, 12, 1))
+    assert str(info.value) == message
+    assert catalog.resolve_offered(name, today=date(2026, 4, 30)).slug in RETIRED
+    assert catalog.resolve(name).slug in RETIRED  # plain lookups still find it
+
+
+def test_retired_model_without_a_live_replacement_points_at_the_list() -> None:
+    old = ModelInfo("a/old", aliases=("old",), deprecated_on=date(2026, 1, 1))
+    gone = ModelInfo("a/gone", deprecated_on=date(2026, 1, 1), replacement="a/old")
+    catalog = Catalog([old, gone])
+    for name in ("old", "a/gone"):
+        with pytest.raises(ParameterError, match=r"retired on 2026-01-01; pick a model that"):
+            catalog.resolve_offered(name, today=date(2026, 6, 1))
 
 
 def test_thinking_toggle_follows_reasoning_mode() -> None:

@@ -195,6 +195,8 @@ def test_reasoning_effort_and_no_stream(shell: Any, server: LocalServer) -> None
         ("--schema Missing", "hi", "'Missing'"),
         ("--run-tools", "hi", "--run-tools needs --tools"),
         ("-m kimi-thinking --no-thinking", "hi", "thinking cannot be switched"),
+        ("-m deepseek-v3", "hi", "retired on 2026-05-01; use deepseek (deepseek-ai/DeepSeek-V3.1)"),
+        ("-m zai-org/GLM-4.6", "hi", "zai-org/GLM-4.6 was retired on 2026-05-01; use glm"),
     ],
 )
 def test_bad_input_is_one_usage_error_before_sending(

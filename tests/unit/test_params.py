@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any
 
 import pytest
@@ -392,6 +393,45 @@ def test_build_request_rejects_reserved_keys_in_params() -> None:
         build_request(
             "hi", model="glm", stream=True, params={"model": "kimi"}, catalog=default_catalog()
         )
+
+
+def test_build_request_refuses_a_retired_model_by_its_date() -> None:
+    with pytest.raises(ParameterError) as info:
+        build_request(
+            "hi",
+            model="glm-4.6",
+            stream=True,
+            params={},
+            catalog=default_catalog(),
+            today=date(2026, 12, 1),
+        )
+    assert str(info.value) == (
+        "glm-4.6 (zai-org/GLM-4.6) was retired on 2026-05-01; use glm (zai-org/GLM-4.7)"
+    )
+    body = build_request(
+        "hi",
+        model="glm-4.6",
+        stream=True,
+        params={},
+        catalog=default_catalog(),
+        today=date(2026, 4, 30),
+    )
+    assert body["model"] == "zai-org/GLM-4.6"
+
+
+def test_model_lists_in_errors_leave_retired_models_out() -> None:
+    with pytest.raises(ParameterError) as info:
+        build_request(
+            "hi",
+            model="kimi-thinking",
+            stream=True,
+            params={},
+            catalog=default_catalog(),
+            thinking=True,
+            today=date(2026, 12, 1),
+        )
+    assert "zai-org/GLM-4.7" in str(info.value)
+    assert "GLM-4.6" not in str(info.value)
 
 
 @pytest.mark.parametrize("thinking", [True, False])

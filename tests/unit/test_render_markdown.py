@@ -8,6 +8,7 @@ not the thing that makes the case safe).
 from __future__ import annotations
 
 import random
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -20,6 +21,9 @@ from baseten_magic.render.markdown import (
     is_safe_url,
     render_markdown,
 )
+
+MONO = markdown.MONOSPACE
+SPACING = markdown.BLOCK_SPACING
 
 
 class _Text(HTMLParser):
@@ -257,24 +261,51 @@ def test_escape_text_is_pre_wrap_and_escaped() -> None:
 
 def test_headings_emphasis_strikethrough() -> None:
     out = render_markdown("# Title\n\n## Sub\n\n*em* **strong** ~~gone~~ `code`")
-    for fragment in ("<h1>Title</h1>", "<h2>Sub</h2>", "<em>em</em>", "<strong>strong</strong>"):
+    assert re.search(r"<h1[^>]*>Title</h1>", out)
+    assert re.search(r"<h2[^>]*>Sub</h2>", out)
+    for fragment in ("<em>em</em>", "<strong>strong</strong>"):
         assert fragment in out
     assert "<s>gone</s>" in out
-    assert "<code>code</code>" in out
+    assert f'<code style="{MONO};">code</code>' in out
 
 
 def test_lists_keep_ordered_start_numbers() -> None:
-    assert "<ul>" in render_markdown("- a\n- b")
+    assert "<ul " in render_markdown("- a\n- b")
     out = render_markdown("3. three\n4. four")
-    assert '<ol start="3">' in out
+    assert '<ol start="3" ' in out
     assert out.count("<li>") == 2
 
 
 def test_tables_with_alignment() -> None:
-    out = render_markdown("| a | b |\n|:--|--:|\n| 1 | 2 |")
-    assert "<table>" in out
-    assert '<th style="text-align:left">a</th>' in out
-    assert '<td style="text-align:right">2</td>' in out
+    out = render_markdown("| a | b | c |\n|:--|--:|:-:|\n| 1 | 2 | 3 |")
+    assert "<table " in out
+    assert '<th style="text-align: left;">a</th>' in out
+    assert '<td style="text-align: right;">2</td>' in out
+    assert '<td style="text-align: center;">3</td>' in out
+    assert_safe_html(out)
+
+
+def test_unaligned_table_columns_are_left_aligned_inline() -> None:
+    # JupyterLab right-aligns td by default; the renderer says what the Markdown says.
+    out = render_markdown("| name | note |\n|---|---|\n| alpha | first one |")
+    cells = re.findall(r"<t[hd](?: [^>]*)?>", out)
+    assert cells == [
+        '<th style="text-align: left;">',
+        '<th style="text-align: left;">',
+        '<td style="text-align: left;">',
+        '<td style="text-align: left;">',
+    ]
+    assert_safe_html(out)
+
+
+def test_code_is_monospace_inline_for_static_exports() -> None:
+    # nbconvert's HTML has no rule for a highlighted <pre>: the font must be on the element.
+    out = render_markdown("Use `df.rolling(3)`:\n\n```python\nx = 1\n```\n\n```\nplain\n```")
+    pres = re.findall(r"<pre[^>]*>", out)
+    assert len(pres) == 2
+    for tag in pres + re.findall(r"<code[^>]*>", out):
+        if tag != "<code>":  # the <code> inside a plain <pre> inherits the pre's font
+            assert "font-family:" in tag and "monospace" in tag, tag
     assert_safe_html(out)
 
 
@@ -289,14 +320,15 @@ def test_fenced_code_is_highlighted_with_inline_styles() -> None:
 
 def test_code_without_highlighting_is_plain_pre() -> None:
     out = render_markdown("```python\nx = '<b>'\n```", highlight=False)
-    assert out.startswith("<pre><code>")
+    assert out.startswith(f'<pre style="{MONO}; line-height: 125%; {SPACING}"><code>')
     assert "&lt;b&gt;" in out
     assert "<span" not in out
 
 
 def test_unknown_language_is_escaped_plain_pre() -> None:
     out = render_markdown("```klingon\nqapla' <x>\n```")
-    assert out == "<pre><code>qapla' &lt;x&gt;\n</code></pre>\n"
+    pre = f'<pre style="{MONO}; line-height: 125%; {SPACING}">'
+    assert out == pre + "<code>qapla' &lt;x&gt;\n</code></pre>\n"
 
 
 def test_inline_and_display_math_left_for_mathjax() -> None:
