@@ -42,6 +42,10 @@ class Delta:
 
 NO_DELTA: Final = Delta()
 
+# Choice indices beyond this are not choices a client asked for (`n` is small): a hostile index
+# is read as 0, so its text stays in the answer instead of raising in the final step.
+_MAX_CHOICE_INDEX: Final = 1024
+
 # json.loads is a Python wrapper (two regex matches, two calls) around the C scanner built here.
 # With one chunk per token the wrapper costs about a tenth of decoding, so the scanner is called
 # directly; payloads it does not consume whole (whitespace around JSON, junk) take the slow path.
@@ -291,6 +295,8 @@ class StreamState:
         result = NO_DELTA
         for choice in choices:
             index = choice.get("index")
+            if index and (type(index) is not int or not 0 < index <= _MAX_CHOICE_INDEX):
+                index = 0  # a hostile or broken index: the text still belongs to the answer
             parts = self._choice_parts(index) if index else self._main
             finish_reason = choice.get("finish_reason")
             if finish_reason:
@@ -345,6 +351,8 @@ class StreamState:
             self._check_error(body)
         for choice in choices or ():
             index = choice.get("index", 0)
+            if index and (type(index) is not int or not 0 < index <= _MAX_CHOICE_INDEX):
+                index = 0
             parts = self._main if not index else self._choice_parts(index)
             message = choice.get("message") or {}
             content = _as_text(message.get("content"))
