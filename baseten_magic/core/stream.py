@@ -63,6 +63,10 @@ _set_tools: Callable[[object, bool], None] = _slots["tool_calls_changed"].__set_
 del _slots
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
 def _joined(parts: list[str]) -> str:
     """Join text pieces once and keep the join as the only piece (the cache)."""
     if len(parts) == 1:
@@ -222,6 +226,7 @@ class StreamState:
         "_model",
         "_others",
         "_request_id",
+        "_scrub",
         "_started_at",
         "_usage",
         "_usage_parsed_from",
@@ -229,9 +234,15 @@ class StreamState:
     )
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, started_at: float | None = None
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        started_at: float | None = None,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         self._clock = clock
+        # Text the server chose (model, id, error messages) may echo the key: `scrub` (the
+        # client's redaction, which knows the key actually sent) runs on it before it is kept.
+        self._scrub: Callable[[str], str] = scrub or _unchanged
         self._started_at = clock() if started_at is None else started_at
         self._main = _ChoiceParts(0)
         self._others: dict[int, _ChoiceParts] = {}
@@ -377,10 +388,10 @@ class StreamState:
     def _identify(self, chunk: Mapping[str, Any]) -> None:
         model = chunk.get("model")
         if model and not self._model:
-            self._model = str(model)
+            self._model = self._scrub(str(model))
         chunk_id = chunk.get("id")
         if chunk_id and self._request_id is None:
-            self._request_id = str(chunk_id)
+            self._request_id = self._scrub(str(chunk_id))
 
     def _check_error(self, chunk: Mapping[str, Any]) -> None:
         # Three shapes: {"error": {...}}, {"error": "msg"}, and the flat {"object": "error", ...}.
@@ -501,8 +512,8 @@ class StreamState:
         reasoning, content = _clean(self.reasoning, self.content)
         if error is None and self._error is not None:
             found = self._error
-            error = error_text(found) or (
-                "unknown error" if isinstance(found, Mapping) else str(found)
+            error = self._scrub(
+                error_text(found) or ("unknown error" if isinstance(found, Mapping) else str(found))
             )
         if latency_s is None:
             latency_s = self._clock() - self._started_at

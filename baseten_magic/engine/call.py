@@ -2,20 +2,27 @@
 
 Rule: every call that was attempted ends in exactly one ledger row — `ok`, `error` or
 `interrupted` — whatever happened (HTTP error, cut stream, KeyboardInterrupt, task
-cancellation). The magic, the widget panel and `chat()` all go through `ChatCall`, so they
-price and log identically; `ChatCall.run` and `ChatCall.arun` are thin loops over shared steps.
+cancellation), and however many times the user presses interrupt: once the first interrupt is
+caught, stopping the reader and writing the row run with further SIGINTs deferred (re-raised as
+one KeyboardInterrupt afterwards). An interrupt also sets the call's cancel event, so a reader
+thread in a retry wait never sends again. The magic, the widget panel and `chat()` all go
+through `ChatCall`, so they price and log identically; `ChatCall.run` and `ChatCall.arun` are
+thin loops over shared steps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from baseten_magic.core import settings
@@ -117,6 +124,7 @@ class ChatCall:
         self._started = 0.0
         self._stream: ChatStream | None = None
         self._reader: threading.Thread | None = None
+        self._cancel = threading.Event()
 
     # -- shared steps ---------------------------------------------------------------------
 
@@ -126,6 +134,7 @@ class ChatCall:
         self._served = False
         self._stream = None
         self._reader = None
+        self._cancel = threading.Event()
 
     def _attach(self, state: StreamState) -> None:
         self._state = state
@@ -185,11 +194,11 @@ class ChatCall:
     def _read(self, client: Client) -> Iterator[Delta]:
         body, headers = self.request.body, dict(self.context.headers)
         if self.request.stream:
-            self._stream = client.stream(body, headers=headers)
+            self._stream = client.stream(body, headers=headers, cancel=self._cancel)
             self._attach(self._stream.state)
             yield from self._stream
         else:
-            self._attach(client.complete(body, headers=headers))
+            self._attach(client.complete(body, headers=headers, cancel=self._cancel))
 
     def run(self, client: Client, *, pacer: Pacer | None = None) -> ChatResult:
         """Run to completion, blocking. On any failure the result is still set, then re-raised.
@@ -207,8 +216,7 @@ class ChatCall:
             else:
                 self._pump(client, pacer)
         except KeyboardInterrupt as exc:
-            self._abort(client)
-            self._finish("interrupted", exc)
+            self._end_after_interrupt(client, exc)
             raise
         except BasetenError as exc:
             self._finish("error", exc)
@@ -218,6 +226,19 @@ class ChatCall:
             self._finish("error", exc)
             raise
         return self._finish("ok", None)
+
+    def _end_after_interrupt(self, client: Client, exc: KeyboardInterrupt) -> None:
+        """Stop the reader and write the row, whatever further interrupts arrive meanwhile."""
+        self._cancel.set()  # first: a reader waiting to retry must never send again
+        with _interrupts_deferred():
+            while True:  # an interrupt that landed before the deferral began: start over
+                try:
+                    self._abort(client)
+                    if self.result is None:
+                        self._finish("interrupted", exc)
+                    return
+                except KeyboardInterrupt:
+                    continue
 
     def _pump(self, client: Client, pacer: Pacer) -> None:
         inbox: queue.SimpleQueue[Delta | _Done] = queue.SimpleQueue()
@@ -250,10 +271,12 @@ class ChatCall:
             pacer.tick()
 
     def _abort(self, client: Client) -> None:
-        """Stop reading at once: close the response and the pool, let the reader finish."""
+        """Stop reading at once: shut the pool's sockets down (a reader blocked before the first
+        byte wakes), close the response, and let the reader finish."""
+        self._cancel.set()
+        client.interrupted()
         if self._stream is not None:
             self._stream.close()
-        client.interrupted()
         if self._reader is not None:
             self._reader.join(timeout=2.0)
 
@@ -281,6 +304,29 @@ class ChatCall:
             self._finish("error", exc)
             raise
         return self._finish("ok", None)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT while the block runs (main thread only). Presses meanwhile are absorbed: the
+    caller is already handling an interrupt and re-raises it afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives KeyboardInterrupt
+        return
+    pressed: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        pressed.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def _one_line(error: BaseException) -> str:
