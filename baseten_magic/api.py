@@ -105,6 +105,7 @@ def chat(
     on_delta: Callable[[Delta], None] | None = None,
     run_tools: bool = False,
     max_rounds: int = 5,
+    timeout: float | None = None,
     **params: Any,
 ) -> ChatResult:
     """Send one chat completion and return its result (blocking).
@@ -113,7 +114,8 @@ def chat(
     alias (`gpt-oss`, `deepseek`, `glm`, `kimi`, ...); `params` any of the 44 request
     parameters. `tools` may be plain Python functions; with `run_tools=True` their calls are
     executed and answered for up to `max_rounds` requests. Every request is priced and written
-    to the cost ledger; the result's cost is the sum over the rounds.
+    to the cost ledger; the result's cost is the sum over the rounds. `timeout`: the longest wait
+    in seconds for the next piece of the answer (default `BASETEN_MAGIC_TIMEOUT`, else 120).
     """
     plan = _plan(
         messages,
@@ -129,7 +131,7 @@ def chat(
     )
     from baseten_magic.io.client import Client
 
-    with Client() as client:
+    with Client(timeout=timeout) as client:
         if plan.functions:
             from baseten_magic.engine.toolloop import run_tool_loop
 
@@ -151,6 +153,7 @@ async def achat(
     on_delta: Callable[[Delta], None] | None = None,
     run_tools: bool = False,
     max_rounds: int = 5,
+    timeout: float | None = None,
     **params: Any,
 ) -> ChatResult:
     """The awaitable twin of `chat()`, for code already on an event loop (`await achat(...)`)."""
@@ -168,7 +171,7 @@ async def achat(
     )
     from baseten_magic.io.client import AsyncClient
 
-    async with AsyncClient() as client:
+    async with AsyncClient(timeout=timeout) as client:
         if plan.functions:
             from baseten_magic.engine.toolloop import arun_tool_loop
 

@@ -335,3 +335,18 @@ def test_text_the_server_echoes_is_redacted_with_the_clients_key(tmp_path: Path)
     assert KEY not in (tmp_path / "ledger.sqlite3").read_bytes().decode("latin-1")
     for row in ledger.rows():
         assert KEY not in repr(row.as_dict())
+
+
+def test_chat_takes_a_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import baseten_magic
+
+    def script(n: int, request: Request, sock: socket.socket) -> None:
+        time.sleep(3)
+
+    with HostileServer(script) as server:
+        monkeypatch.setenv("BASETEN_BASE_URL", server.url)
+        monkeypatch.setenv("BASETEN_API_KEY", KEY)
+        started = time.monotonic()
+        with pytest.raises(errors.APITimeoutError, match="within 0.5 s"):
+            baseten_magic.chat("hi", model="gpt-oss", ledger=False, timeout=0.5)
+        assert time.monotonic() - started < 1.5
