@@ -347,6 +347,6 @@ def test_chat_takes_a_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         monkeypatch.setenv("BASETEN_BASE_URL", server.url)
         monkeypatch.setenv("BASETEN_API_KEY", KEY)
         started = time.monotonic()
-        with pytest.raises(errors.APITimeoutError, match="within 0.5 s"):
+        with pytest.raises(errors.APITimeoutError, match=r"within 0\.5 s"):
             baseten_magic.chat("hi", model="gpt-oss", ledger=False, timeout=0.5)
         assert time.monotonic() - started < 1.5
