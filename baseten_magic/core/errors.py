@@ -36,7 +36,17 @@ class BasetenError(Exception):
 
 
 class ParameterError(BasetenError, ValueError):
-    """A request parameter or option is invalid; nothing was sent."""
+    """A request parameter or option is invalid; nothing was sent.
+
+    `param` names the parameter; `detail` is the message without advice on how to pass the
+    value from the magic (a server answering HTTP speaks of the body, not of `--param`)."""
+
+    def __init__(
+        self, message: str, *, param: str | None = None, detail: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.param = param
+        self.detail = detail
 
 
 class ConfigurationError(BasetenError):

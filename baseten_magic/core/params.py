@@ -133,9 +133,8 @@ class ParamSpec:
         if show_type:
             got += f" ({_type_name(value)})"
         note = f" ({self.range_note})" if self.range_note else ""
-        return ParameterError(
-            f"{self.name} must be {expected}, got {got}{note}; pass e.g. {self.hint}"
-        )
+        detail = f"{self.name} must be {expected}, got {got}{note}"
+        return ParameterError(f"{detail}; pass e.g. {self.hint}", param=self.name, detail=detail)
 
     def validate(self, value: Any) -> Any:
         """Check one value and return it normalized (ints as int, numbers as float)."""
@@ -208,25 +207,29 @@ def _check_messages(spec: ParamSpec, value: Any) -> list[dict[str, Any]]:
         if not isinstance(message, Mapping):
             raise ParameterError(
                 f'{where} must be an object like {{"role": "user", "content": "Hi"}}, '
-                f"got {_show(message)}; pass each message as a dict"
+                f"got {_show(message)}; pass each message as a dict",
+                param="messages",
             )
         role = message.get("role")
         if role not in ROLES:
             raise ParameterError(
                 f"{where}.role must be one of {', '.join(ROLES)}, got {_show(role)}; "
-                'fix the message, e.g. {"role": "user", "content": "Hi"}'
+                'fix the message, e.g. {"role": "user", "content": "Hi"}',
+                param="messages",
             )
         content = message.get("content")
         if content is None:
             if not (role == "assistant" and message.get("tool_calls")):
                 raise ParameterError(
                     f"{where}.content must be a string or a list of parts, got null; only an "
-                    "assistant message with tool_calls may have no content"
+                    "assistant message with tool_calls may have no content",
+                    param="messages",
                 )
         elif not isinstance(content, (str, list)):
             raise ParameterError(
                 f"{where}.content must be a string or a list of parts, got {_show(content)} "
-                f"({_type_name(content)}); convert it with str() or build content parts"
+                f"({_type_name(content)}); convert it with str() or build content parts",
+                param="messages",
             )
         messages.append(dict(message))
     return messages
@@ -729,9 +732,14 @@ ALIASES: Mapping[str, str] = MappingProxyType({"max_completion_tokens": "max_tok
 def _unknown(name: str) -> ParameterError:
     close = difflib.get_close_matches(name, list(PARAMETERS), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
+    detail = f"unknown request parameter {name!r}" + (
+        f"; did you mean {close[0]!r}?" if close else ""
+    )
     return ParameterError(
         f"unknown request parameter {name!r}; {hint}"
-        f"see {HELP_POINTER} for the {len(PARAMETERS)} parameters Baseten accepts"
+        f"see {HELP_POINTER} for the {len(PARAMETERS)} parameters Baseten accepts",
+        param=name,
+        detail=detail,
     )
 
 
@@ -746,7 +754,8 @@ def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
             raise _unknown(raw_name)
         if name in result:
             raise ParameterError(
-                f"{name} was given twice (as {raw_name!r} too); pass each parameter once"
+                f"{name} was given twice (as {raw_name!r} too); pass each parameter once",
+                param=name,
             )
         if value is None:
             continue
@@ -765,19 +774,23 @@ def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def _check_combinations(params: Mapping[str, Any]) -> None:
     # top_logprobs=0 asks for no alternatives, which needs no logprobs (vLLM accepts it).
     if params.get("top_logprobs", 0) != 0 and params.get("logprobs") is not True:
+        detail = f"top_logprobs needs logprobs=true, got logprobs={_show(params.get('logprobs'))}"
         raise ParameterError(
-            f"top_logprobs needs logprobs=true, got logprobs={_show(params.get('logprobs'))}; "
-            "pass --param logprobs=true as well"
+            f"{detail}; pass --param logprobs=true as well", param="top_logprobs", detail=detail
         )
     if "min_tokens" in params and params["min_tokens"] > params.get("max_tokens", math.inf):
-        raise ParameterError(
+        detail = (
             f"min_tokens must be at most max_tokens ({params['max_tokens']}), "
-            f"got {params['min_tokens']}; lower min_tokens or raise --max-tokens"
+            f"got {params['min_tokens']}"
+        )
+        raise ParameterError(
+            f"{detail}; lower min_tokens or raise --max-tokens", param="min_tokens", detail=detail
         )
     if "best_of" in params and params["best_of"] < params.get("n", 1):
         raise ParameterError(
             f"best_of must be at least n ({params.get('n', 1)}), got {params['best_of']}; "
-            "raise best_of or lower n"
+            "raise best_of or lower n",
+            param="best_of",
         )
 
 

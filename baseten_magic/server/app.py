@@ -283,7 +283,12 @@ class ChatApp:
         checked.pop("disaggregated_params", None)
         try:
             params = validate_params(checked)
-        except (ParameterError, ValueError, TypeError) as exc:
+        except ParameterError as exc:
+            # The library's messages end in advice for the magic (`--param ...`); a server
+            # names the parameter and speaks of the request body instead.
+            message = f"{exc.detail}; fix it in the request body" if exc.detail else str(exc)
+            raise _flat(400, message, exc.param) from None
+        except (ValueError, TypeError) as exc:
             raise _flat(400, str(exc)) from None
         info = self._model(str(params["model"]))
         for name in ("n", "best_of"):
@@ -296,7 +301,9 @@ class ChatApp:
                     name,
                 )
         messages: list[dict[str, Any]] = params["messages"]
-        self._check_kimi_reasoning(info, messages)
+        if fault is not None and fault.kind == "reasoning_required":
+            self._check_reasoning_sent_back(info, messages)
+            fault = None  # applied: the answer itself is normal
         generation = self._generation_request(info, params)
         choices = plan(generation)
         tools = params.get("tools") or ()
@@ -329,9 +336,9 @@ class ChatApp:
         raise _Reply(404, wire.error_body("object", 404, message, code="model_not_found"))
 
     @staticmethod
-    def _check_kimi_reasoning(info: ModelInfo, messages: Sequence[Mapping[str, Any]]) -> None:
-        if "kimi-k2-thinking" not in info.slug.lower():
-            return
+    def _check_reasoning_sent_back(info: ModelInfo, messages: Sequence[Mapping[str, Any]]) -> None:
+        # Only as the opt-in `reasoning_required` fault: Kimi K2 Thinking may require it, but no
+        # source says every deployment does, and a default stricter than the facts misleads.
         for position, message in enumerate(messages):
             if message.get("role") != "assistant" or not message.get("tool_calls"):
                 continue

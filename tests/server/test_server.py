@@ -544,7 +544,9 @@ def test_tool_choice_variants(client: httpx.Client) -> None:
     assert "Rome" in answer
 
 
-def test_kimi_thinking_needs_reasoning_content_back(client: httpx.Client) -> None:
+def test_reasoning_sent_back_is_required_only_as_an_opt_in_fault(
+    client: httpx.Client, server: LocalServer
+) -> None:
     first = complete(client, body("Weather in Rome", model=KIMI_THINKING, tools=[WEATHER]))
     message = first["choices"][0]["message"]
     assert message["reasoning_content"]
@@ -553,9 +555,13 @@ def test_kimi_thinking_needs_reasoning_content_back(client: httpx.Client) -> Non
     without = {"role": "assistant", "content": None, "tool_calls": message["tool_calls"]}
     payload = body(model=KIMI_THINKING, tools=[WEATHER])
     payload["messages"] = [*user("Weather in Rome"), without, tool_reply]
+    # By default the server is not stricter than the facts: the loop goes on.
+    assert "sunny" in complete(client, payload)["choices"][0]["message"]["content"]
+    server.inject(Fault("reasoning_required"))
     response = client.post("/chat/completions", json=payload)
     assert response.status_code == 400
     assert "reasoning_content" in response.json()["message"]
+    server.inject(Fault("reasoning_required"))
     payload["messages"][1] = {**without, "reasoning_content": message["reasoning_content"]}
     answer = complete(client, payload)["choices"][0]["message"]["content"]
     assert "sunny" in answer
@@ -818,3 +824,26 @@ def test_demo_key_is_random_and_fault_values_are_checked() -> None:
         Fault("explode")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="reasoning_field"):
         LocalServer(reasoning_field="thoughts")
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"top_k": -5}, "top_k"),
+        ({"temprature": 0.5}, "temprature"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"min_tokens": 10, "max_tokens": 5}, "min_tokens"),
+        ({"logit_bias": {"x": 1}}, "logit_bias"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages"),
+    ],
+)
+def test_400_messages_speak_http_and_name_the_parameter(
+    client: httpx.Client, extra: dict[str, Any], param: str
+) -> None:
+    response = client.post("/chat/completions", json={**body(), **extra})
+    assert response.status_code == 400
+    error = response.json()
+    assert error["param"] == param
+    message = error["message"]
+    assert "--param" not in message and "%baseten" not in message and "--max-tokens" not in message
+    assert "\n" not in message
