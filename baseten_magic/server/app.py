@@ -51,8 +51,10 @@ _YIELD_EVERY = 64
 _JSON = {"Content-Type": "application/json"}
 
 
-#: How many requests the server remembers (for tests and the demo's inspection).
+#: How many requests the server remembers (for tests and the demo's inspection), and how many
+#: bytes of their bodies at most: with `%baseten local` the log lives in the kernel's memory.
 MAX_RECORDED_REQUESTS = 10_000
+MAX_RECORDED_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class ChatApp:
         self.config = config
         # The most recent requests only: a long-running demo server must not grow without bound.
         self.requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED_REQUESTS)
+        self._recorded_sizes: deque[int] = deque()  # body bytes of each entry of `requests`
+        self._recorded_bytes = 0
         self.request_count = 0
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -153,8 +157,10 @@ class ChatApp:
 
     async def handle(self, request: Request, exchange: Exchange) -> None:
         """Answer one request."""
-        body = self._record(request)
         path = request.path.rstrip("/") or "/"
+        # Authenticate before anything of the body is parsed or kept: an unauthenticated client
+        # must not be able to fill the server's memory (the 401 itself comes below).
+        body = self._record(request, keep_body=self._authorized(request))
         try:
             if path == "/health":
                 await exchange.respond(200, wire.dumps({"status": "ok"}), _JSON)
@@ -178,21 +184,38 @@ class ChatApp:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _record(self, request: Request) -> dict[str, Any] | None:
+    def _authorized(self, request: Request) -> bool:
+        try:
+            self._authenticate(request)
+        except _Reply:
+            return False
+        return True
+
+    def _record(self, request: Request, *, keep_body: bool) -> dict[str, Any] | None:
         headers = {
             name: "<redacted>" if name in ("authorization", "api-key", "x-api-key") else value
             for name, value in request.headers.items()
         }
         body: dict[str, Any] | None = None
-        if request.body:
+        if keep_body and request.body:
             try:
                 parsed = json.loads(request.body)
             except ValueError:
                 parsed = None
             body = parsed if isinstance(parsed, dict) else None
-        self.requests.append(
-            RecordedRequest(request.method, request.path, headers, body, time.time())
-        )
+        size = len(request.body) if body is not None else 0
+        with self._lock:
+            if len(self.requests) == self.requests.maxlen:
+                self.requests.popleft()
+                self._recorded_bytes -= self._recorded_sizes.popleft()
+            while self.requests and self._recorded_bytes + size > MAX_RECORDED_BYTES:
+                self.requests.popleft()  # the oldest go first, whatever the count
+                self._recorded_bytes -= self._recorded_sizes.popleft()
+            self.requests.append(
+                RecordedRequest(request.method, request.path, headers, body, time.time())
+            )
+            self._recorded_sizes.append(size)
+            self._recorded_bytes += size
         return body
 
     @staticmethod

@@ -189,7 +189,8 @@ class LocalServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """The last 10,000 requests received, oldest first (the Authorization value redacted)."""
+        """The last requests received (at most 10,000, and 64 MB of bodies; a body is kept only
+        when the request was authenticated), oldest first, the Authorization value redacted."""
         # A copy: the server thread appends to its own list while the caller reads this one.
         return list(self._app.requests)
 

@@ -847,3 +847,37 @@ def test_400_messages_speak_http_and_name_the_parameter(
     message = error["message"]
     assert "--param" not in message and "%baseten" not in message and "--max-tokens" not in message
     assert "\n" not in message
+
+
+def test_unauthenticated_bodies_are_never_kept(server: LocalServer) -> None:
+    big = {"model": KIMI, "messages": user("x" * 1_000_000)}
+    response = httpx.post(f"{server.url}/chat/completions", json=big, timeout=10)
+    assert response.status_code == 401
+    recorded = server.requests[-1]
+    assert recorded.path == "/v1/chat/completions" and recorded.body is None
+
+
+def test_a_body_over_the_cap_is_413(client: httpx.Client) -> None:
+    from baseten_magic.server.http import MAX_BODY_BYTES
+
+    payload = b'{"x": "' + b"a" * (MAX_BODY_BYTES + 1) + b'"}'
+    response = client.post(
+        "/chat/completions", content=payload, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert MAX_BODY_BYTES <= 16 * 1024 * 1024
+
+
+def test_the_request_log_is_capped_in_bytes(
+    client: httpx.Client, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baseten_magic.server import app
+
+    monkeypatch.setattr(app, "MAX_RECORDED_BYTES", 300_000)
+    for _ in range(5):
+        response = client.post(
+            "/chat/completions", json=body("/echo hi", extra_field_pad="p" * 100_000)
+        )
+        assert response.status_code == 400  # unknown parameter, but authenticated: kept
+    kept = [r for r in server.requests if r.body is not None]
+    assert 0 < sum(len(json.dumps(r.body)) for r in kept) <= 300_000
