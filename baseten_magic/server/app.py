@@ -4,6 +4,11 @@ Rule: this module turns parsed HTTP requests into Baseten-shaped responses: auth
 (the library's own `validate_params` plus Baseten's limits), the model catalog, faults, pacing
 and the streaming wire format. Answers come from `generate`, bytes go out through `http`.
 
+Profiles: `baseten` (the default) streams with Baseten's quirks; `openai` streams as OpenAI does
+(one id per tool call, on its first fragment only; one fragment per event; usage only in the
+trailing chunk unless `stream_options.continuous_usage_stats` is true), so third-party SDKs that
+merge tool calls by id or add usage up assemble answers correctly.
+
 Routes: `GET /v1/models`, `POST /v1/chat/completions`, and `GET /health` (no auth, for
 readiness probes). Errors: 401 in the string shape, unknown model or route 404 in the object
 shape, invalid parameters or body 400 in the flat shape, as Baseten's backends answer.
@@ -82,6 +87,10 @@ class ServerConfig:
     fault_rate: float = 0.0
     keep_alive_every: int = 50
     fault_seed: int | None = None
+    profile: str = "baseten"
+
+
+PROFILES: tuple[str, ...] = ("baseten", "openai")
 
 
 def new_api_key() -> str:
@@ -110,6 +119,7 @@ class _Prepared:
     model: str
     stream: bool
     include_usage: bool
+    continuous_usage: bool
     choices: list[ChoicePlan]
     prompt_tokens: int
     cached_tokens: int
@@ -335,6 +345,7 @@ class ChatApp:
             model=info.slug,
             stream=bool(params.get("stream", False)),
             include_usage=bool(stream_options.get("include_usage", False)),
+            continuous_usage=stream_options.get("continuous_usage_stats") is True,
             choices=choices,
             prompt_tokens=count_prompt_tokens(messages, tools),
             cached_tokens=self._cached_tokens(session, messages),
@@ -461,6 +472,7 @@ class ChatApp:
 
     def _events(self, choice: ChoicePlan) -> Iterator[tuple[dict[str, Any], Any, int]]:
         """(delta, logprobs, tokens) for one choice, the finish chunk excluded."""
+        baseten = self.config.profile == "baseten"
         yield {"role": "assistant", "content": ""}, None, 0
         field_name = self.config.reasoning_field
         for token in choice.reasoning:
@@ -482,6 +494,15 @@ class ChatApp:
             fragments = call.fragments
             position = 0
             while position < len(fragments):
+                if not baseten:  # OpenAI: one fragment per event, the id on the first only
+                    group = fragments[position : position + 1]
+                    yield (
+                        {"tool_calls": [{"index": index, "function": {"arguments": group[0]}}]},
+                        None,
+                        1,
+                    )
+                    position += 1
+                    continue
                 size = 2 if position % _PAIRED_FRAGMENT_EVERY == 1 else 1
                 group = fragments[position : position + size]
                 # Every fragment carries a fresh id; clients must keep the first one.
@@ -513,6 +534,10 @@ class ChatApp:
             cached_tokens=prepared.cached_tokens,
         )
         include_usage = prepared.include_usage
+        openai = config.profile == "openai"
+        # Baseten repeats cumulative usage on every chunk; OpenAI sends `usage: null` there and
+        # the totals once at the end, unless continuous usage stats were asked for.
+        usage_per_chunk = not openai or prepared.continuous_usage
         completion = 0
         reasoning = 0
         reasoning_field = config.reasoning_field
@@ -566,7 +591,8 @@ class ChatApp:
                 completion += tokens
                 if reasoning_field in delta:
                     reasoning += tokens
-                await send(encoder.chunk(index, delta, logprobs, None, (completion, reasoning)))
+                counts = (completion, reasoning) if usage_per_chunk else None
+                await send(encoder.chunk(index, delta, logprobs, None, counts))
                 if tokens:
                     await pacer.tick(tokens)
             pending = still
@@ -574,7 +600,7 @@ class ChatApp:
             return
         for choice in finished:
             await send(encoder.chunk(choice.index, {}, None, choice.finish_reason, None))
-        if include_usage and config.trailing_usage:
+        if include_usage and (config.trailing_usage or openai):
             await send(encoder.trailing(completion, reasoning))
         await send(b"[DONE]")
         await exchange.end_stream()
