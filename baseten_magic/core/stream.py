@@ -285,7 +285,9 @@ class StreamState:
         raise self._malformed(data)
 
     def _malformed(self, data: str) -> StreamError:
-        preview = data if len(data) <= 80 else data[:77] + "..."
+        # Redacted before the cut, so no part of a key survives at the edge.
+        preview = self._scrub(data)
+        preview = preview if len(preview) <= 80 else preview[:77] + "..."
         message = (
             f"expected a JSON chat.completion.chunk in the event stream, got {preview!r}; "
             "the server sent a malformed event — retry, or check the base URL"

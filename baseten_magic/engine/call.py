@@ -293,8 +293,10 @@ class ChatCall:
             else:
                 self._attach(await client.complete(body, headers=headers))
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
-            await client.interrupted()
-            self._finish("interrupted", exc)
+            try:
+                await client.interrupted()
+            finally:  # a second cancellation during the close must not lose the row
+                self._finish("interrupted", exc)
             raise
         except BasetenError as exc:
             self._finish("error", exc)

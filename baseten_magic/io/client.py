@@ -94,6 +94,14 @@ def _scrubbed(body: Any, scrub: Callable[[str], str]) -> Any:
     return text if isinstance(body, str) else json.loads(text)
 
 
+def _unsendable(exc: Exception) -> ConfigurationError:
+    # httpx's own message (and its frames' locals) may quote every header, the key included.
+    return ConfigurationError(
+        f"the request could not be built ({type(exc).__name__}): a header or the base URL "
+        "holds a character HTTP cannot carry; check extra headers and BASETEN_BASE_URL"
+    )
+
+
 def _media_type(headers: Mapping[str, str]) -> str:
     return headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -138,15 +146,20 @@ def _parse_body(content: bytes) -> Any:
         return content.decode("utf-8", errors="replace")
 
 
-def _json_object(content: bytes, what: str, state: StreamState | None = None) -> dict[str, Any]:
+def _json_object(
+    content: bytes,
+    what: str,
+    state: StreamState | None = None,
+    scrub: Callable[[str], str] = settings.redact,
+) -> dict[str, Any]:
     """A 200 body that must be a JSON object (`what` names it); else a one-line StreamError."""
     body = _parse_body(content)
     if isinstance(body, dict):
         return body
-    preview = " ".join(str(body).split())
+    preview = scrub(" ".join(str(body).split()))
     preview = preview if len(preview) <= 80 else preview[:77] + "..."
     message = (
-        f"expected a JSON {what} in the response, got {settings.redact(preview)!r}; "
+        f"expected a JSON {what} in the response, got {preview!r}; "
         "check that BASETEN_BASE_URL points at an OpenAI-compatible /v1 endpoint"
     )
     partial = None if state is None else state.result(status="error", error=message)
@@ -523,7 +536,7 @@ class _ClientBase:
         if over:
             message = _too_large("a JSON chat.completion", MAX_COMPLETION_BODY)
             raise StreamError(message, partial=state.result(status="error", error=message))
-        state.load_completion(_json_object(content, "chat.completion", state))
+        state.load_completion(_json_object(content, "chat.completion", state, self._core.scrub))
 
 
 class Client(_ClientBase):
@@ -605,14 +618,17 @@ class Client(_ClientBase):
                     raise Cancelled("the call was interrupted before it was sent")
             http = self._client()
             self.attempts += 1
-            request = http.build_request(
-                method,
-                url,
-                headers=headers.build(),
-                content=content,
-                timeout=timeout,
-                extensions={"trace": self._trace},
-            )
+            try:
+                request = http.build_request(
+                    method,
+                    url,
+                    headers=headers.build(),
+                    content=content,
+                    timeout=timeout,
+                    extensions={"trace": self._trace},
+                )
+            except (ValueError, TypeError) as exc:
+                raise _unsendable(exc) from None
             try:
                 response = http.send(request, stream=True)
             except (httpx.HTTPError, RuntimeError) as exc:
@@ -725,7 +741,7 @@ class Client(_ClientBase):
             capped = self._read_capped(response, MAX_COMPLETION_BODY)
             if capped.over:
                 raise StreamError(_too_large("a model list", MAX_COMPLETION_BODY))
-            payload = _json_object(capped.content(), "model list")
+            payload = _json_object(capped.content(), "model list", None, self._core.scrub)
         finally:
             response.close()
         return payload
@@ -776,9 +792,12 @@ class AsyncClient(_ClientBase):
         self.attempts = 0
         while True:
             self.attempts += 1
-            request = self._client().build_request(
-                method, url, headers=headers.build(), content=content, timeout=timeout
-            )
+            try:
+                request = self._client().build_request(
+                    method, url, headers=headers.build(), content=content, timeout=timeout
+                )
+            except (ValueError, TypeError) as exc:
+                raise _unsendable(exc) from None
             try:
                 response = await self._client().send(request, stream=True)
             except httpx.HTTPError as exc:
@@ -872,7 +891,7 @@ class AsyncClient(_ClientBase):
             capped = await self._read_capped(response, MAX_COMPLETION_BODY)
             if capped.over:
                 raise StreamError(_too_large("a model list", MAX_COMPLETION_BODY))
-            payload = _json_object(capped.content(), "model list")
+            payload = _json_object(capped.content(), "model list", None, self._core.scrub)
         finally:
             await response.aclose()
         return payload

@@ -350,3 +350,24 @@ def test_chat_takes_a_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         with pytest.raises(errors.APITimeoutError, match=r"within 0\.5 s"):
             baseten_magic.chat("hi", model="gpt-oss", ledger=False, timeout=0.5)
         assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("what", ["malformed event", "non-JSON completion", "html page"])
+def test_an_echoed_key_in_a_broken_answer_is_redacted(what: str, tmp_path: Path) -> None:
+    def script(n: int, request: Request, sock: socket.socket) -> None:
+        if what == "malformed event":
+            sock.sendall(sse_head() + f"data: oops {KEY}\n\n".encode())
+        elif what == "non-JSON completion":
+            headers = {"Content-Type": "application/json"}
+            sock.sendall(http_response(200, f"[{KEY!r}".encode(), headers))
+        else:
+            sock.sendall(
+                http_response(200, f"<p>{KEY}</p>".encode(), {"Content-Type": "text/html"})
+            )
+
+    with HostileServer(script) as server:
+        call, _ = _run(server, tmp_path)
+    assert call.result is not None and call.result.status == "error"
+    assert call.result.error and "***" in call.result.error
+    assert KEY not in call.result.error
+    assert KEY not in (tmp_path / "ledger.sqlite3").read_bytes().decode("latin-1")
