@@ -483,7 +483,7 @@ PARAMETERS: Mapping[str, ParamSpec] = _table(
         "42",
         minimum=-(2**63),  # vLLM rejects seeds outside a signed 64-bit integer
         maximum=2**63 - 1,
-        accepts="a signed 64-bit integer",
+        accepts="an integer from -2**63 to 2**63 - 1 (signed 64 bits)",
     ),
     ParamSpec(
         "stop",

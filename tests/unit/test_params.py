@@ -517,5 +517,5 @@ def test_real_typos_still_get_did_you_mean() -> None:
 
 
 def test_a_seed_outside_64_bits_is_refused() -> None:
-    with pytest.raises(ParameterError, match="signed 64-bit"):
+    with pytest.raises(ParameterError, match="signed 64 bits"):
         validate_params({"seed": 2**64})
