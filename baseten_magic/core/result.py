@@ -69,6 +69,17 @@ class Usage(Mapping[str, int]):
             cached_tokens=token_count(prompt_details.get("cached_tokens")),
         )
 
+    @staticmethod
+    def is_reported(usage: Mapping[str, Any]) -> bool:
+        """True when `usage` holds at least one valid prompt or completion count."""
+        return any(_is_count(usage.get(name)) for name in ("prompt_tokens", "completion_tokens"))
+
+
+def _is_count(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value >= 0 and (isinstance(value, int) or value.is_integer())
+
 
 # No call comes near this (the largest context windows are ~10^6 tokens); SQLite's INTEGER is
 # 64-bit, so anything the wire sends is clamped well inside it.

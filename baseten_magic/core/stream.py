@@ -428,12 +428,14 @@ class StreamState:
 
     @property
     def usage(self) -> Usage | None:
-        """The last non-null usage the server sent, or None if it sent none."""
+        """The last non-null usage the server sent, or None if it sent none (a usage object
+        without one valid token count counts as none: it keeps the last valid one, if any)."""
         wire = self._usage_wire
         if wire is None:
             return None
-        if self._usage is None or self._usage_parsed_from is not wire:
-            self._usage = Usage.from_wire(wire)
+        if self._usage_parsed_from is not wire:
+            if Usage.is_reported(wire):
+                self._usage = Usage.from_wire(wire)
             self._usage_parsed_from = wire
         return self._usage
 

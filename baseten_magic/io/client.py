@@ -102,6 +102,11 @@ def _unsendable(exc: Exception) -> ConfigurationError:
     )
 
 
+def _is_open(stream: Any) -> bool:
+    sock = stream.get_extra_info("socket")
+    return isinstance(sock, socket.socket) and sock.fileno() != -1
+
+
 def _media_type(headers: Mapping[str, str]) -> str:
     return headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -564,6 +569,8 @@ class Client(_ClientBase):
         stream = info.get("return_value")
         if name.endswith(".complete") and hasattr(stream, "get_extra_info"):
             with self._lock:
+                # Forget connections already closed, so a long session holds only live ones.
+                self._streams = [s for s in self._streams if _is_open(s)]
                 self._streams.append(stream)
 
     def _discard(self) -> None:

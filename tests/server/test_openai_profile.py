@@ -125,3 +125,8 @@ def test_this_librarys_client_reads_both_profiles(server: LocalServer) -> None:
     assert len(calls) >= 2 and all(ONE_ID.match(call["id"]) for call in calls)
     assert all(isinstance(json.loads(call["arguments"]), dict) for call in calls)
     assert stream.state.usage is not None and stream.state.usage.completion_tokens > 0
+
+
+def test_an_unknown_profile_is_refused() -> None:
+    with pytest.raises(ValueError, match="profile must be one of baseten, openai"):
+        LocalServer(profile="vllm")

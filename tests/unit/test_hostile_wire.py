@@ -53,17 +53,20 @@ def _run(
 
 
 @pytest.mark.parametrize(
-    "usage",
+    ("usage", "reported"),
     [
-        {"prompt_tokens": "lots", "completion_tokens": -5},
-        {"prompt_tokens": 3.5, "completion_tokens": float("nan")},
-        {"prompt_tokens": 10**30, "completion_tokens": 10**30},
-        {"prompt_tokens": 4, "completion_tokens_details": "x", "prompt_tokens_details": [1]},
-        {"prompt_tokens": True, "completion_tokens": None},
+        ({"prompt_tokens": "lots", "completion_tokens": -5}, False),
+        ({"prompt_tokens": 3.5, "completion_tokens": float("nan")}, False),
+        ({"prompt_tokens": 10**30, "completion_tokens": 10**30}, True),
+        (
+            {"prompt_tokens": 4, "completion_tokens_details": "x", "prompt_tokens_details": [1]},
+            True,
+        ),
+        ({"prompt_tokens": True, "completion_tokens": None}, False),
     ],
 )
 def test_hostile_usage_keeps_the_answer_and_writes_the_row(
-    usage: dict[str, Any], tmp_path: Path
+    usage: dict[str, Any], reported: bool, tmp_path: Path
 ) -> None:
     def script(n: int, request: Request, sock: socket.socket) -> None:
         body = json.dumps(_chunk("hello ", usage=usage), allow_nan=True)
@@ -74,8 +77,9 @@ def test_hostile_usage_keeps_the_answer_and_writes_the_row(
         call, ledger = _run(server, tmp_path)
     assert call.result is not None and call.result.status == "ok"
     assert call.result.content == "hello world"
-    assert call.result.usage is not None
-    for value in call.result.usage.values():
+    # Bad fields are read as not reported; a usage with no valid count is no usage at all.
+    assert (call.result.usage is not None) == reported
+    for value in (call.result.usage or {}).values():
         assert 0 <= value <= 10**9
     assert call.result.cost < 1000  # not 10^23 dollars
     rows = ledger.rows()
