@@ -4,7 +4,8 @@
     ├── ParameterError          bad request parameter or option (raised before anything is sent)
     ├── ConfigurationError      missing key, bad base URL, bad ledger path
     ├── APIConnectionError      could not connect / connection dropped before a response
-    │   └── APITimeoutError
+    │   ├── APITimeoutError
+    │   └── CallCancelled           an interrupt stopped the call before (or while) it was sent
     ├── APIStatusError          the server answered with an HTTP error status
     │   ├── BadRequestError         400
     │   ├── AuthenticationError     401 / 403
@@ -59,6 +60,10 @@ class APIConnectionError(BasetenError):
 
 class APITimeoutError(APIConnectionError):
     """The server did not answer in time."""
+
+
+class CallCancelled(APIConnectionError):
+    """The call's cancel event was set (an interrupt): nothing more was or will be sent."""
 
 
 class APIStatusError(BasetenError):

@@ -41,6 +41,7 @@ from baseten_magic.core.errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CallCancelled,
     ConfigurationError,
     MidStreamError,
     ModelNotFoundError,
@@ -74,10 +75,6 @@ _READ_ERRORS = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout)
 # 200 bodies read as an event stream; JSON is read as a whole completion; anything else (an HTML
 # login page, an XML error from a proxy) is reported as what it is.
 _STREAM_TYPES = ("", "text/event-stream", "text/plain", "application/octet-stream")
-
-
-class Cancelled(APIConnectionError):
-    """The call was stopped (an interrupt) before or while a request was sent."""
 
 
 def _error_message(body: Any, scrub: Callable[[str], str] = settings.redact) -> str:
@@ -490,6 +487,10 @@ class _ClientBase:
         self._transport = transport
         self._clock = clock
         self.attempts = 0  # HTTP requests sent by the last call, retries included
+        self._lock = threading.Lock()
+        # Streams of the current pool's connections, so an interrupt can shut their sockets down:
+        # closing a socket does not wake a thread blocked reading it, shutting it down does.
+        self._streams: list[Any] = []
 
     def __repr__(self) -> str:
         # Never show the key; show where requests go (a repr must not raise on a bad URL).
@@ -549,13 +550,6 @@ class Client(_ClientBase):
 
     _http: httpx.Client | None = None
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._lock = threading.Lock()
-        # Streams of the current pool's connections, so an interrupt can shut their sockets down:
-        # closing a socket does not wake a thread blocked reading it, shutting it down does.
-        self._streams: list[Any] = []
-
     def _client(self) -> httpx.Client:
         if self._http is None:
             transport = self._transport
@@ -604,7 +598,7 @@ class Client(_ClientBase):
         else:
             time.sleep(delay)
         if cancel is not None and cancel.is_set():
-            raise Cancelled("the call was interrupted before it was sent again")
+            raise CallCancelled("the call was interrupted before it was sent again")
 
     def _send(
         self,
@@ -622,7 +616,7 @@ class Client(_ClientBase):
         while True:
             with self._lock:
                 if cancel is not None and cancel.is_set():
-                    raise Cancelled("the call was interrupted before it was sent")
+                    raise CallCancelled("the call was interrupted before it was sent")
             http = self._client()
             self.attempts += 1
             try:
@@ -640,7 +634,7 @@ class Client(_ClientBase):
                 response = http.send(request, stream=True)
             except (httpx.HTTPError, RuntimeError) as exc:
                 if cancel is not None and cancel.is_set():
-                    raise Cancelled("the call was interrupted while it was sent") from None
+                    raise CallCancelled("the call was interrupted while it was sent") from None
                 if not isinstance(exc, httpx.HTTPError):
                     raise
                 delay = self._core.delay_after_exception(attempt, exc)
@@ -651,7 +645,7 @@ class Client(_ClientBase):
                 continue
             if cancel is not None and cancel.is_set():
                 response.close()
-                raise Cancelled("the call was interrupted while it was sent")
+                raise CallCancelled("the call was interrupted while it was sent")
             if response.status_code < 300:
                 return response
             error_body = self._read_error_body(response)
