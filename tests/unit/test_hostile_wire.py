@@ -375,3 +375,32 @@ def test_an_echoed_key_in_a_broken_answer_is_redacted(what: str, tmp_path: Path)
     assert call.result.error and "***" in call.result.error
     assert KEY not in call.result.error
     assert KEY not in (tmp_path / "ledger.sqlite3").read_bytes().decode("latin-1")
+
+
+def test_the_async_client_reads_gzip_json_and_refuses_html() -> None:
+    import asyncio
+
+    from baseten_magic.io.client import AsyncClient
+
+    def script(n: int, request: Request, sock: socket.socket) -> None:
+        if n == 1:
+            sock.sendall(sse_head({"Content-Encoding": "gzip"}) + gzip.compress(OK_EVENTS))
+        elif n == 2:
+            body = {"choices": [{"message": {"content": "whole"}, "finish_reason": "stop"}]}
+            headers = {"Content-Type": "application/json"}
+            sock.sendall(http_response(200, json.dumps(body).encode(), headers))
+        else:
+            sock.sendall(http_response(200, b"<html>login</html>", {"Content-Type": "text/html"}))
+
+    async def run(server: HostileServer) -> list[str]:
+        texts = []
+        async with AsyncClient(base_url=server.url, api_key=KEY) as client:
+            for _ in range(2):
+                stream = await client.stream(prepare_request("hi", model="gpt-oss").body)
+                texts.append("".join([d.content async for d in stream]))
+            with pytest.raises(errors.StreamError, match="text/html"):
+                await client.stream(prepare_request("hi", model="gpt-oss").body)
+        return texts
+
+    with HostileServer(script) as server:
+        assert asyncio.run(run(server)) == ["hello world", "whole"]
