@@ -110,6 +110,7 @@ def chat(
     run_tools: bool = False,
     max_rounds: int = 5,
     route: str | None = None,
+    timeout: float | None = None,
     **params: Any,
 ) -> ChatResult:
     """Send one chat completion and return its result (blocking).
@@ -120,7 +121,8 @@ def chat(
     executed and answered for up to `max_rounds` requests. Every request is priced and written
     to the cost ledger; the result's cost is the sum over the rounds. `route` is `baseten`
     (Baseten's API, `BASETEN_API_KEY`) or `xpay` (the reseller's MCP tool, `XPAY_KEY`, $0.01
-    a call, the answer arrives whole); None reads `BASETEN_MAGIC_ROUTE`.
+    a call, the answer arrives whole); None reads `BASETEN_MAGIC_ROUTE`. `timeout`: the longest wait
+    in seconds for the next piece of the answer (default `BASETEN_MAGIC_TIMEOUT`, else 120).
     """
     plan = _plan(
         messages,
@@ -135,7 +137,7 @@ def chat(
         route=route,
         params=params,
     )
-    with client_for(plan.context.route) as client:
+    with client_for(plan.context.route, timeout=timeout) as client:
         if plan.functions:
             from baseten_magic.engine.toolloop import run_tool_loop
 
@@ -158,6 +160,7 @@ async def achat(
     run_tools: bool = False,
     max_rounds: int = 5,
     route: str | None = None,
+    timeout: float | None = None,
     **params: Any,
 ) -> ChatResult:
     """The awaitable twin of `chat()`, for code already on an event loop (`await achat(...)`)."""
@@ -174,7 +177,7 @@ async def achat(
         route=route,
         params=params,
     )
-    async with async_client_for(plan.context.route) as client:
+    async with async_client_for(plan.context.route, timeout=timeout) as client:
         if plan.functions:
             from baseten_magic.engine.toolloop import arun_tool_loop
 

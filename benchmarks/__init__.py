@@ -101,3 +101,15 @@ def median(values: list[float]) -> float:
 def ratio(numerator: float, denominator: float) -> float:
     """numerator / denominator, or infinity when the denominator is zero."""
     return numerator / denominator if denominator > 0 else float("inf")
+
+
+def stream_decoder(state: Any) -> Any:
+    """The client's own SSE-to-state decoder for `state`, with no timeout: the path a streamed
+    response's bytes take inside `Client`, without the socket."""
+    import math
+
+    from baseten_magic.core.retry import RetryPolicy
+    from baseten_magic.io.client import _Core, _StreamDecoder
+
+    core = _Core(base_url=None, api_key=None, retry=RetryPolicy(), rng=None)
+    return _StreamDecoder(state, core, math.inf, time.monotonic)

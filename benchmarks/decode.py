@@ -27,9 +27,15 @@ from typing import Any
 import httpx
 
 from baseten_magic.core.stream import StreamState
-from baseten_magic.io.client import _StreamDecoder
 from baseten_magic.server import LocalServer
-from benchmarks import Section, Target, best_cpu_interleaved, best_cpu_seconds, ratio
+from benchmarks import (
+    Section,
+    Target,
+    best_cpu_interleaved,
+    best_cpu_seconds,
+    ratio,
+    stream_decoder,
+)
 
 __all__ = [
     "decode_floor",
@@ -79,7 +85,7 @@ def event_reads(data: bytes) -> list[bytes]:
 
 def decode_ours(reads: Sequence[bytes]) -> str:
     """This client's path: exactly what `Client.stream` does with each read."""
-    decoder = _StreamDecoder(StreamState())
+    decoder = stream_decoder(StreamState())
     for chunk in reads:
         decoder.feed(chunk)
     decoder.finish()

@@ -16,10 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from baseten_magic.core.stream import StreamState
-from baseten_magic.io.client import _StreamDecoder
 from baseten_magic.render.painter import Painter
 from baseten_magic.render.surfaces import RecordingSurface, SlotId, Surface
-from benchmarks import Section, ratio
+from benchmarks import Section, ratio, stream_decoder
 from benchmarks.decode import record_stream, split_reads
 
 __all__ = ["LatestOnlySurface", "peak_bytes", "run"]
@@ -54,7 +53,7 @@ def peak_bytes(
     gc.collect()
     tracemalloc.start()
     try:
-        decoder = _StreamDecoder(StreamState())
+        decoder = stream_decoder(StreamState())
         painter = Painter(surface)
         for chunk in reads:
             for delta in decoder.feed(chunk):

@@ -4,7 +4,8 @@
     ├── ParameterError          bad request parameter or option (raised before anything is sent)
     ├── ConfigurationError      missing key, bad base URL, bad ledger path, unknown route
     ├── APIConnectionError      could not connect / connection dropped before a response
-    │   └── APITimeoutError
+    │   ├── APITimeoutError
+    │   └── CallCancelled           an interrupt stopped the call before (or while) it was sent
     ├── APIStatusError          the server answered with an HTTP error status
     │   ├── BadRequestError         400
     │   ├── AuthenticationError     401 / 403
@@ -41,7 +42,17 @@ class BasetenError(Exception):
 
 
 class ParameterError(BasetenError, ValueError):
-    """A request parameter or option is invalid; nothing was sent."""
+    """A request parameter or option is invalid; nothing was sent.
+
+    `param` names the parameter; `detail` is the message without advice on how to pass the
+    value from the magic (a server answering HTTP speaks of the body, not of `--param`)."""
+
+    def __init__(
+        self, message: str, *, param: str | None = None, detail: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.param = param
+        self.detail = detail
 
 
 class ConfigurationError(BasetenError):
@@ -54,6 +65,10 @@ class APIConnectionError(BasetenError):
 
 class APITimeoutError(APIConnectionError):
     """The server did not answer in time."""
+
+
+class CallCancelled(APIConnectionError):
+    """The call's cancel event was set (an interrupt): nothing more was or will be sent."""
 
 
 class APIStatusError(BasetenError):

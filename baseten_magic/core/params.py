@@ -130,9 +130,8 @@ class ParamSpec:
         if show_type:
             got += f" ({_type_name(value)})"
         note = f" ({self.range_note})" if self.range_note else ""
-        return ParameterError(
-            f"{self.name} must be {expected}, got {got}{note}; pass e.g. {self.hint}"
-        )
+        detail = f"{self.name} must be {expected}, got {got}{note}"
+        return ParameterError(f"{detail}; pass e.g. {self.hint}", param=self.name, detail=detail)
 
     def validate(self, value: Any) -> Any:
         """Check one value and return it normalized (ints as int, numbers as float)."""
@@ -205,32 +204,36 @@ def _check_messages(spec: ParamSpec, value: Any) -> list[dict[str, Any]]:
         if not isinstance(message, Mapping):
             raise ParameterError(
                 f'{where} must be an object like {{"role": "user", "content": "Hi"}}, '
-                f"got {_show(message)}; pass each message as a dict"
+                f"got {_show(message)}; pass each message as a dict",
+                param="messages",
             )
         role = message.get("role")
         if role not in ROLES:
             raise ParameterError(
                 f"{where}.role must be one of {', '.join(ROLES)}, got {_show(role)}; "
-                'fix the message, e.g. {"role": "user", "content": "Hi"}'
+                'fix the message, e.g. {"role": "user", "content": "Hi"}',
+                param="messages",
             )
         content = message.get("content")
         if content is None:
             if not (role == "assistant" and message.get("tool_calls")):
                 raise ParameterError(
                     f"{where}.content must be a string or a list of parts, got null; only an "
-                    "assistant message with tool_calls may have no content"
+                    "assistant message with tool_calls may have no content",
+                    param="messages",
                 )
         elif not isinstance(content, (str, list)):
             raise ParameterError(
                 f"{where}.content must be a string or a list of parts, got {_show(content)} "
-                f"({_type_name(content)}); convert it with str() or build content parts"
+                f"({_type_name(content)}); convert it with str() or build content parts",
+                param="messages",
             )
         messages.append(dict(message))
     return messages
 
 
 def _check_logit_bias(spec: ParamSpec, value: Any) -> dict[str, float | int]:
-    expected = "an object {token-id: bias from -100 to 100}"
+    expected = "an object {token-id: bias number}"
     if not isinstance(value, Mapping):
         raise spec.error(expected, value, show_type=True)
     result: dict[str, float | int] = {}
@@ -243,10 +246,11 @@ def _check_logit_bias(spec: ParamSpec, value: Any) -> dict[str, float | int]:
             raise spec.error(f"{expected}; token id {token} is negative", value)
         if isinstance(bias, bool) or not isinstance(bias, (int, float)):
             raise spec.error(f"{expected}; bias {_show(bias)} is not a number", value)
-        if not math.isfinite(bias) or not -100 <= bias <= 100:
-            raise spec.error(f"{expected}; bias {_show(bias)} is out of range", value)
+        if not math.isfinite(bias):
+            raise spec.error(f"{expected}; bias {_show(bias)} is not finite", value)
+        # vLLM clamps a bias to [-100, 100] rather than rejecting it; do the same, visibly.
         # The wire format is JSON, whose object keys are strings.
-        result[str(token)] = bias
+        result[str(token)] = min(max(bias, -100), 100)
     return result
 
 
@@ -329,13 +333,18 @@ def _check_tool_choice(spec: ParamSpec, value: Any) -> str | dict[str, Any]:
 
 def _check_response_format(spec: ParamSpec, value: Any) -> dict[str, Any]:
     expected = (
-        '{"type": "text"}, {"type": "json_object"} or '
-        '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}'
+        '{"type": "text"}, {"type": "json_object"}, '
+        '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}, '
+        '{"type": "structural_tag", ...} or {"type": "grammar", ...}'
     )
+    # structural_tag (vLLM, SGLang) and grammar (Baseten's schema) carry engine-specific bodies
+    # that the server validates; only their type is checked here.
     if not isinstance(value, Mapping) or value.get("type") not in (
         "text",
         "json_object",
         "json_schema",
+        "structural_tag",
+        "grammar",
     ):
         raise spec.error(expected, value)
     if value["type"] == "json_schema":
@@ -352,7 +361,7 @@ def _check_response_format(spec: ParamSpec, value: Any) -> dict[str, Any]:
 
 def _check_top_k(spec: ParamSpec, value: Any) -> int:
     number = _as_int(spec, value)
-    if number < -1 or number == 0:
+    if number < -1:  # vLLM reads both 0 and -1 as "off"
         raise spec.error(spec.constraint, number)
     return number
 
@@ -364,14 +373,14 @@ def _check_early_stopping(spec: ParamSpec, value: Any) -> bool | str:
 
 
 def _check_documents(spec: ParamSpec, value: Any) -> list[dict[str, Any]]:
-    expected = 'a list of {"title": str, "text": str} objects'
+    # vLLM's schema: list[dict[str, str]] (any string fields, e.g. title and text).
+    expected = 'a list of objects with string fields, e.g. {"title": ..., "text": ...}'
     if not isinstance(value, (list, tuple)):
         raise spec.error(expected, value, show_type=True)
     for document in value:
         if not (
             isinstance(document, Mapping)
-            and isinstance(document.get("title"), str)
-            and isinstance(document.get("text"), str)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in document.items())
         ):
             raise spec.error(expected, document)
     return [dict(d) for d in value]
@@ -451,7 +460,7 @@ PARAMETERS: Mapping[str, ParamSpec] = _table(
     ParamSpec(
         "logit_bias",
         "json",
-        "Bias per token id, from -100 (ban) to 100 (force).",
+        "Bias per token id, from -100 (ban) to 100 (force); values beyond are clamped.",
         '{"1234": -100}',
         checker=_check_logit_bias,
     ),
@@ -464,7 +473,15 @@ PARAMETERS: Mapping[str, ParamSpec] = _table(
         minimum=0,
         maximum=20,
     ),
-    ParamSpec("seed", "integer", "Seed for reproducible sampling (best effort).", "42"),
+    ParamSpec(
+        "seed",
+        "integer",
+        "Seed for reproducible sampling (best effort).",
+        "42",
+        minimum=-(2**63),  # vLLM rejects seeds outside a signed 64-bit integer
+        maximum=2**63 - 1,
+        accepts="an integer from -2**63 to 2**63 - 1 (signed 64 bits)",
+    ),
     ParamSpec(
         "stop",
         "json",
@@ -531,12 +548,12 @@ PARAMETERS: Mapping[str, ParamSpec] = _table(
     ParamSpec(
         "top_k",
         "integer",
-        "Sample from the k most likely tokens; -1 turns it off.",
+        "Sample from the k most likely tokens; 0 or -1 turns it off.",
         "40",
         origin="engine",
         minimum=-1,
         default="50",
-        accepts="an integer of at least 1, or -1 to turn it off",
+        accepts="an integer of at least 1, or 0 or -1 to turn it off",
         checker=_check_top_k,
     ),
     ParamSpec(
@@ -645,7 +662,7 @@ PARAMETERS: Mapping[str, ParamSpec] = _table(
     ParamSpec(
         "documents",
         "json",
-        "Documents for retrieval-aware templates: a list of {title, text}.",
+        "Documents for retrieval-aware templates: a list of objects with string fields.",
         '[{"title": "Notes", "text": "..."}]',
         origin="engine",
         checker=_check_documents,
@@ -687,9 +704,8 @@ PARAMETERS: Mapping[str, ParamSpec] = _table(
         "Floor of top-p decay (TensorRT-LLM).",
         "0.01",
         origin="engine",
-        minimum=0,
+        minimum=0,  # 0 is Baseten's own default
         maximum=1,
-        exclusive_minimum=True,
     ),
     ParamSpec(
         "disaggregated_params",
@@ -705,12 +721,22 @@ PARAMETERS: Mapping[str, ParamSpec] = _table(
 # --- whole requests ---------------------------------------------------------------------------
 
 
+# Other names for a parameter that servers accept: OpenAI renamed max_tokens, and the openai SDK
+# and LangChain send the new name.
+ALIASES: Mapping[str, str] = MappingProxyType({"max_completion_tokens": "max_tokens"})
+
+
 def _unknown(name: str) -> ParameterError:
     close = difflib.get_close_matches(name, list(PARAMETERS), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
+    detail = f"unknown request parameter {name!r}" + (
+        f"; did you mean {close[0]!r}?" if close else ""
+    )
     return ParameterError(
         f"unknown request parameter {name!r}; {hint}"
-        f"see {HELP_POINTER} for the {len(PARAMETERS)} parameters Baseten accepts"
+        f"see {HELP_POINTER} for the {len(PARAMETERS)} parameters Baseten accepts",
+        param=name,
+        detail=detail,
     )
 
 
@@ -719,12 +745,14 @@ def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for raw_name, value in params.items():
         name = raw_name.strip().replace("-", "_")
+        name = ALIASES.get(name, name)
         spec = PARAMETERS.get(name)
         if spec is None:
             raise _unknown(raw_name)
         if name in result:
             raise ParameterError(
-                f"{name} was given twice (as {raw_name!r} too); pass each parameter once"
+                f"{name} was given twice (as {raw_name!r} too); pass each parameter once",
+                param=name,
             )
         if value is None:
             continue
@@ -741,20 +769,25 @@ def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_combinations(params: Mapping[str, Any]) -> None:
-    if "top_logprobs" in params and params.get("logprobs") is not True:
+    # top_logprobs=0 asks for no alternatives, which needs no logprobs (vLLM accepts it).
+    if params.get("top_logprobs", 0) != 0 and params.get("logprobs") is not True:
+        detail = f"top_logprobs needs logprobs=true, got logprobs={_show(params.get('logprobs'))}"
         raise ParameterError(
-            f"top_logprobs needs logprobs=true, got logprobs={_show(params.get('logprobs'))}; "
-            "pass --param logprobs=true as well"
+            f"{detail}; pass --param logprobs=true as well", param="top_logprobs", detail=detail
         )
     if "min_tokens" in params and params["min_tokens"] > params.get("max_tokens", math.inf):
-        raise ParameterError(
+        detail = (
             f"min_tokens must be at most max_tokens ({params['max_tokens']}), "
-            f"got {params['min_tokens']}; lower min_tokens or raise --max-tokens"
+            f"got {params['min_tokens']}"
+        )
+        raise ParameterError(
+            f"{detail}; lower min_tokens or raise --max-tokens", param="min_tokens", detail=detail
         )
     if "best_of" in params and params["best_of"] < params.get("n", 1):
         raise ParameterError(
             f"best_of must be at least n ({params.get('n', 1)}), got {params['best_of']}; "
-            "raise best_of or lower n"
+            "raise best_of or lower n",
+            param="best_of",
         )
 
 

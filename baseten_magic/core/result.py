@@ -56,17 +56,53 @@ class Usage(Mapping[str, int]):
 
     @classmethod
     def from_wire(cls, usage: Mapping[str, Any]) -> Usage:
-        """Build from an OpenAI-style `usage` object, tolerating missing or null details."""
-        completion_details = usage.get("completion_tokens_details") or {}
-        prompt_details = usage.get("prompt_tokens_details") or {}
+        """Build from an OpenAI-style `usage` object. A field that is missing, null or not a
+        count (a string, a negative or fractional number, a bool) is read as not reported (0);
+        a huge count is clamped, so hostile values can neither crash the final step nor price a
+        call at 10^23 dollars nor overflow the ledger's integer columns."""
+        completion_details = usage.get("completion_tokens_details")
+        prompt_details = usage.get("prompt_tokens_details")
+        if not isinstance(completion_details, Mapping):
+            completion_details = {}
+        if not isinstance(prompt_details, Mapping):
+            prompt_details = {}
         return cls(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            reasoning_tokens=int(
-                completion_details.get("reasoning_tokens") or usage.get("reasoning_tokens") or 0
-            ),
-            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+            prompt_tokens=token_count(usage.get("prompt_tokens")),
+            completion_tokens=token_count(usage.get("completion_tokens")),
+            reasoning_tokens=token_count(completion_details.get("reasoning_tokens"))
+            or token_count(usage.get("reasoning_tokens")),
+            cached_tokens=token_count(prompt_details.get("cached_tokens")),
         )
+
+    @staticmethod
+    def is_reported(usage: Mapping[str, Any]) -> bool:
+        """True when `usage` holds at least one valid prompt or completion count."""
+        return any(_is_count(usage.get(name)) for name in ("prompt_tokens", "completion_tokens"))
+
+
+def _is_count(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value >= 0 and (isinstance(value, int) or value.is_integer())
+
+
+# No call comes near this (the largest context windows are ~10^6 tokens); SQLite's INTEGER is
+# 64-bit, so anything the wire sends is clamped well inside it.
+MAX_TOKEN_COUNT = 10**9
+
+
+def token_count(value: Any) -> int:
+    """A token count from the wire: a non-negative integer (an integral float counts), clamped
+    to MAX_TOKEN_COUNT; anything else is 0 (not reported)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, float):
+        if not value.is_integer():  # also rejects NaN and the infinities
+            return 0
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        return 0
+    return min(value, MAX_TOKEN_COUNT)
 
 
 @dataclass(frozen=True)

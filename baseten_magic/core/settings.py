@@ -1,4 +1,4 @@
-"""The environment, read at call time: route, keys, URLs, ledger path; and secret redaction.
+"""The environment, read at call time: route, keys, URLs, ledger path, timeout; redaction.
 
 Rule: nothing here is cached, so `%env BASETEN_API_KEY=...` takes effect on the next call, and no
 function returns or raises text that contains a key (run `redact` on anything that might). The
@@ -18,6 +18,8 @@ from baseten_magic.core.errors import ConfigurationError
 API_KEY_ENV = "BASETEN_API_KEY"
 BASE_URL_ENV = "BASETEN_BASE_URL"
 LEDGER_ENV = "BASETEN_MAGIC_LEDGER"
+TIMEOUT_ENV = "BASETEN_MAGIC_TIMEOUT"
+DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_BASE_URL = "https://inference.baseten.co/v1"
 ROUTE_ENV = "BASETEN_MAGIC_ROUTE"
 XPAY_KEY_ENV = "XPAY_KEY"
@@ -120,6 +122,23 @@ def xpay_url() -> str:
     return url
 
 
+def timeout_s() -> float:
+    """Seconds to wait for the next piece of an answer: `BASETEN_MAGIC_TIMEOUT`, default 120."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(
+            f"{TIMEOUT_ENV} must be a positive number of seconds, got {redact(raw)!r}; "
+            f"set it to e.g. 300"
+        )
+    return value
+
+
 def data_dir() -> Path:
     """The per-user data directory of baseten_magic, following each platform's convention."""
     if sys.platform == "win32":
@@ -141,13 +160,16 @@ def ledger_path() -> Path:
     return data_dir() / LEDGER_FILE
 
 
-def redact(text: str) -> str:
-    """`text` with the current keys (`BASETEN_API_KEY`, `XPAY_KEY`), any `Bearer`/`Api-Key`
-    token and any `key=` URL query value replaced by `***`."""
-    for name in (API_KEY_ENV, XPAY_KEY_ENV):
-        key = os.environ.get(name, "").strip()
-        if len(key) >= _MIN_KEY_LENGTH:
-            text = text.replace(key, "***")
+def redact(text: str, key: str | None = None) -> str:
+    """`text` with the current keys (`BASETEN_API_KEY`, `XPAY_KEY`), `key` (the key a client
+    was given, if any), any `Bearer`/`Api-Key` token and any `key=` URL query value as `***`."""
+    for secret in (
+        os.environ.get(API_KEY_ENV, "").strip(),
+        os.environ.get(XPAY_KEY_ENV, "").strip(),
+        (key or "").strip(),
+    ):
+        if len(secret) >= _MIN_KEY_LENGTH:
+            text = text.replace(secret, "***")
     text = _KEY_QUERY_PATTERN.sub(lambda m: f"{m.group(1)}***", text)
     return _AUTH_PATTERN.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 

@@ -10,6 +10,9 @@ https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-inte
   type. `:` lines are comments. An unterminated event at EOF is discarded.
 - `id` persists across events (the spec's "last event ID"); `retry` is reported on the event
   dispatched by the block that carried it.
+- One event (its pending line plus its data lines) may hold at most `max_event_chars`
+  characters; past that `EventTooLarge` is raised, so a hostile endless line cannot take all
+  memory. The spec sets no limit; the default is far above any chat chunk.
 
 Speed: a run of plain `data: X` events (every chat stream) is cut out of the decoded text with
 C-speed string calls and never looked at line by line; everything else goes through the general
@@ -22,9 +25,23 @@ import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["SSEDecoder", "ServerSentEvent"]
+__all__ = ["MAX_EVENT_CHARS", "EventTooLarge", "SSEDecoder", "ServerSentEvent"]
 
 _BOM = "\ufeff"
+# A chat chunk is a few hundred bytes; the largest legitimate events (a whole tool-call argument
+# or logprobs block in one event) stay far below a few MB.
+MAX_EVENT_CHARS = 16 * 1024 * 1024
+
+
+class EventTooLarge(ValueError):
+    """One event grew past the decoder's size cap."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"expected server-sent events of at most {limit // (1024 * 1024)} MB each, got one "
+            "larger (the server or a proxy in between sent an endless line); check the base URL"
+        )
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +76,21 @@ class SSEDecoder:
     __slots__ = (
         "_clean",
         "_data",
+        "_data_size",
         "_decode",
         "_decoder",
         "_event",
         "_last_id",
+        "_max",
         "_retry",
         "_skip_lf",
         "_started",
         "_tail",
+        "_tail_size",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_chars: int = MAX_EVENT_CHARS) -> None:
+        self._max = max_event_chars
         self._reset()
 
     def _reset(self) -> None:
@@ -80,7 +101,9 @@ class SSEDecoder:
         self._clean = False  # at an event boundary with nothing pending: the fast path applies
         self._skip_lf = False  # the last chunk ended in CR: a leading LF now ends nothing
         self._tail: list[str] = []  # pieces of the current, not yet terminated, line
+        self._tail_size = 0  # characters in _tail, kept as a count so checking it is O(1)
         self._data: list[str] = []
+        self._data_size = 0  # characters in _data
         self._event = ""
         self._last_id = ""
         self._retry: int | None = None
@@ -133,11 +156,13 @@ class SSEDecoder:
         if "\n" not in text:
             # No line end yet: keep pieces in a list so a huge line in tiny chunks stays linear.
             tail.append(text)
+            self._tail_size += len(text)
         else:
             if tail:
                 tail.append(text)
                 text = "".join(tail)
                 tail.clear()
+            self._tail_size = 0
             pending = bool(self._data or self._event or self._retry is not None)
             if not pending:
                 # A leading run of whole `data:` events skips the line-by-line loop.
@@ -160,8 +185,11 @@ class SSEDecoder:
             last = lines.pop()
             if last:
                 tail.append(last)
+                self._tail_size = len(last)
             if lines:
                 self._lines(lines, events)
+        if self._tail_size + self._data_size > self._max:
+            raise EventTooLarge(self._max)
         self._clean = not (
             self._skip_lf
             or tail
@@ -175,6 +203,7 @@ class SSEDecoder:
     def _lines(self, lines: list[str], events: list[ServerSentEvent]) -> None:
         """Interpret complete lines one by one (the general path), appending dispatched events."""
         data = self._data
+        size = self._data_size
         event = self._event
         retry = self._retry
         for line in lines:
@@ -184,10 +213,12 @@ class SSEDecoder:
                         ServerSentEvent(event or "message", "\n".join(data), self._last_id, retry)
                     )
                     data = []
+                    size = 0
                 event = ""
                 retry = None
             elif line.startswith("data: "):
                 data.append(line[6:])
+                size += len(line)
             else:
                 colon = line.find(":")
                 if colon == 0:
@@ -201,6 +232,7 @@ class SSEDecoder:
                         value = value[1:]
                 if name == "data":
                     data.append(value)
+                    size += len(value) + 1
                 elif name == "event":
                     event = value
                 elif name == "id":
@@ -210,5 +242,6 @@ class SSEDecoder:
                     retry = int(value)
                 # Any other field name is ignored, as the spec requires.
         self._data = data
+        self._data_size = size
         self._event = event
         self._retry = retry

@@ -42,6 +42,10 @@ class Delta:
 
 NO_DELTA: Final = Delta()
 
+# Choice indices beyond this are not choices a client asked for (`n` is small): a hostile index
+# is read as 0, so its text stays in the answer instead of raising in the final step.
+_MAX_CHOICE_INDEX: Final = 1024
+
 # json.loads is a Python wrapper (two regex matches, two calls) around the C scanner built here.
 # With one chunk per token the wrapper costs about a tenth of decoding, so the scanner is called
 # directly; payloads it does not consume whole (whitespace around JSON, junk) take the slow path.
@@ -57,6 +61,10 @@ _set_content: Callable[[object, str], None] = _slots["content"].__set__
 _set_reasoning: Callable[[object, str], None] = _slots["reasoning"].__set__
 _set_tools: Callable[[object, bool], None] = _slots["tool_calls_changed"].__set__
 del _slots
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def _joined(parts: list[str]) -> str:
@@ -218,6 +226,7 @@ class StreamState:
         "_model",
         "_others",
         "_request_id",
+        "_scrub",
         "_started_at",
         "_usage",
         "_usage_parsed_from",
@@ -225,9 +234,15 @@ class StreamState:
     )
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, started_at: float | None = None
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        started_at: float | None = None,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         self._clock = clock
+        # Text the server chose (model, id, error messages) may echo the key: `scrub` (the
+        # client's redaction, which knows the key actually sent) runs on it before it is kept.
+        self._scrub: Callable[[str], str] = scrub or _unchanged
         self._started_at = clock() if started_at is None else started_at
         self._main = _ChoiceParts(0)
         self._others: dict[int, _ChoiceParts] = {}
@@ -270,7 +285,9 @@ class StreamState:
         raise self._malformed(data)
 
     def _malformed(self, data: str) -> StreamError:
-        preview = data if len(data) <= 80 else data[:77] + "..."
+        # Redacted before the cut, so no part of a key survives at the edge.
+        preview = self._scrub(data)
+        preview = preview if len(preview) <= 80 else preview[:77] + "..."
         message = (
             f"expected a JSON chat.completion.chunk in the event stream, got {preview!r}; "
             "the server sent a malformed event — retry, or check the base URL"
@@ -291,6 +308,8 @@ class StreamState:
         result = NO_DELTA
         for choice in choices:
             index = choice.get("index")
+            if index and (type(index) is not int or not 0 < index <= _MAX_CHOICE_INDEX):
+                index = 0  # a hostile or broken index: the text still belongs to the answer
             parts = self._choice_parts(index) if index else self._main
             finish_reason = choice.get("finish_reason")
             if finish_reason:
@@ -345,6 +364,8 @@ class StreamState:
             self._check_error(body)
         for choice in choices or ():
             index = choice.get("index", 0)
+            if index and (type(index) is not int or not 0 < index <= _MAX_CHOICE_INDEX):
+                index = 0
             parts = self._main if not index else self._choice_parts(index)
             message = choice.get("message") or {}
             content = _as_text(message.get("content"))
@@ -369,10 +390,10 @@ class StreamState:
     def _identify(self, chunk: Mapping[str, Any]) -> None:
         model = chunk.get("model")
         if model and not self._model:
-            self._model = str(model)
+            self._model = self._scrub(str(model))
         chunk_id = chunk.get("id")
         if chunk_id and self._request_id is None:
-            self._request_id = str(chunk_id)
+            self._request_id = self._scrub(str(chunk_id))
 
     def _check_error(self, chunk: Mapping[str, Any]) -> None:
         # Three shapes: {"error": {...}}, {"error": "msg"}, and the flat {"object": "error", ...}.
@@ -407,12 +428,14 @@ class StreamState:
 
     @property
     def usage(self) -> Usage | None:
-        """The last non-null usage the server sent, or None if it sent none."""
+        """The last non-null usage the server sent, or None if it sent none (a usage object
+        without one valid token count counts as none: it keeps the last valid one, if any)."""
         wire = self._usage_wire
         if wire is None:
             return None
-        if self._usage is None or self._usage_parsed_from is not wire:
-            self._usage = Usage.from_wire(wire)
+        if self._usage_parsed_from is not wire:
+            if Usage.is_reported(wire):
+                self._usage = Usage.from_wire(wire)
             self._usage_parsed_from = wire
         return self._usage
 
@@ -493,8 +516,8 @@ class StreamState:
         reasoning, content = _clean(self.reasoning, self.content)
         if error is None and self._error is not None:
             found = self._error
-            error = error_text(found) or (
-                "unknown error" if isinstance(found, Mapping) else str(found)
+            error = self._scrub(
+                error_text(found) or ("unknown error" if isinstance(found, Mapping) else str(found))
             )
         if latency_s is None:
             latency_s = self._clock() - self._started_at

@@ -2,8 +2,12 @@
 
 Rule: every call that was attempted ends in exactly one ledger row — `ok`, `error` or
 `interrupted` — whatever happened (HTTP error, cut stream, KeyboardInterrupt, task
-cancellation). The magic, the widget panel and `chat()` all go through `ChatCall`, so they
-price and log identically; `ChatCall.run` and `ChatCall.arun` are thin loops over shared steps.
+cancellation), and however many times the user presses interrupt: once the first interrupt is
+caught, stopping the reader and writing the row run with further SIGINTs deferred (re-raised as
+one KeyboardInterrupt afterwards). An interrupt also sets the call's cancel event, so a reader
+thread in a retry wait never sends again. The magic, the widget panel and `chat()` all go
+through `ChatCall`, so they price and log identically; `ChatCall.run` and `ChatCall.arun` are
+thin loops over shared steps.
 A call runs on any client with the shape of `SyncChatClient` / `AsyncChatClient` (the HTTP
 client, or the xpay route's MCP client); the context's route decides the pricing (`xpay`: a
 flat $0.01 per answered call) and is written to the ledger.
@@ -12,13 +16,16 @@ flat $0.01 per answered call) and is written to the ledger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import FrameType
 from typing import Any, NamedTuple, Protocol
 
 from baseten_magic.core import settings
@@ -58,11 +65,19 @@ class SyncChatClient(Protocol):
     """The blocking client a call runs on (`io.client.Client`, `io.xpay.XPayClient`)."""
 
     def stream(
-        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+        self,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> SyncChatStream: ...
 
     def complete(
-        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+        self,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> StreamState: ...
 
     def interrupted(self) -> None: ...
@@ -169,6 +184,7 @@ class ChatCall:
         self._started = 0.0
         self._stream: SyncChatStream | None = None
         self._reader: threading.Thread | None = None
+        self._cancel = threading.Event()
 
     # -- shared steps ---------------------------------------------------------------------
 
@@ -178,6 +194,7 @@ class ChatCall:
         self._served = False
         self._stream = None
         self._reader = None
+        self._cancel = threading.Event()
 
     def _attach(self, state: StreamState) -> None:
         self._state = state
@@ -238,11 +255,11 @@ class ChatCall:
     def _read(self, client: SyncChatClient) -> Iterator[Delta]:
         body, headers = self.request.body, dict(self.context.headers)
         if self.request.stream:
-            self._stream = client.stream(body, headers=headers)
+            self._stream = client.stream(body, headers=headers, cancel=self._cancel)
             self._attach(self._stream.state)
             yield from self._stream
         else:
-            self._attach(client.complete(body, headers=headers))
+            self._attach(client.complete(body, headers=headers, cancel=self._cancel))
 
     def run(self, client: SyncChatClient, *, pacer: Pacer | None = None) -> ChatResult:
         """Run to completion, blocking. On any failure the result is still set, then re-raised.
@@ -260,8 +277,7 @@ class ChatCall:
             else:
                 self._pump(client, pacer)
         except KeyboardInterrupt as exc:
-            self._abort(client)
-            self._finish("interrupted", exc)
+            self._end_after_interrupt(client, exc)
             raise
         except BasetenError as exc:
             self._finish("error", exc)
@@ -271,6 +287,19 @@ class ChatCall:
             self._finish("error", exc)
             raise
         return self._finish("ok", None)
+
+    def _end_after_interrupt(self, client: SyncChatClient, exc: KeyboardInterrupt) -> None:
+        """Stop the reader and write the row, whatever further interrupts arrive meanwhile."""
+        self._cancel.set()  # first: a reader waiting to retry must never send again
+        with _interrupts_deferred():
+            while True:  # an interrupt that landed before the deferral began: start over
+                try:
+                    self._abort(client)
+                    if self.result is None:
+                        self._finish("interrupted", exc)
+                    return
+                except KeyboardInterrupt:
+                    continue
 
     def _pump(self, client: SyncChatClient, pacer: Pacer) -> None:
         inbox: queue.SimpleQueue[Delta | _Done] = queue.SimpleQueue()
@@ -303,10 +332,12 @@ class ChatCall:
             pacer.tick()
 
     def _abort(self, client: SyncChatClient) -> None:
-        """Stop reading at once: close the response and the pool, let the reader finish."""
+        """Stop reading at once: shut the pool's sockets down (a reader blocked before the first
+        byte wakes), close the response, and let the reader finish."""
+        self._cancel.set()
+        client.interrupted()
         if self._stream is not None:
             self._stream.close()
-        client.interrupted()
         if self._reader is not None:
             self._reader.join(timeout=2.0)
 
@@ -323,8 +354,10 @@ class ChatCall:
             else:
                 self._attach(await client.complete(body, headers=headers))
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
-            await client.interrupted()
-            self._finish("interrupted", exc)
+            try:
+                await client.interrupted()
+            finally:  # a second cancellation during the close must not lose the row
+                self._finish("interrupted", exc)
             raise
         except BasetenError as exc:
             self._finish("error", exc)
@@ -334,6 +367,29 @@ class ChatCall:
             self._finish("error", exc)
             raise
         return self._finish("ok", None)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT while the block runs (main thread only). Presses meanwhile are absorbed: the
+    caller is already handling an interrupt and re-raises it afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives KeyboardInterrupt
+        return
+    pressed: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        pressed.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def _one_line(error: BaseException) -> str:

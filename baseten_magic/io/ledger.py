@@ -2,9 +2,13 @@
 
 Rule: one connection per operation and short `BEGIN IMMEDIATE` transactions, in WAL mode with a
 busy timeout and a retry on "database is locked", so several kernels can log into one file at
-once without losing rows. The file is created owner-only (0600) before SQLite opens it. The schema
-is versioned with `PRAGMA user_version` and a registry of migrations, applied in order. Error
-text is redacted before it is stored: the ledger never holds a secret. Each row names its route
+once without losing rows. The file is created owner-only (0600) before SQLite opens it, and an
+existing file with a wider mode is tightened to 0600. Before every write the file's identity
+(device, inode) is checked: a ledger deleted or replaced while a session runs is re-created with
+its schema and mode (SQLite alone would make an empty, schema-less file with the umask's mode and
+lose every later row). The schema is versioned with `PRAGMA user_version` and a registry of
+migrations, applied in order. Error text is redacted before it is stored: the ledger never holds
+a secret. Each row names its route
 (`baseten` or `xpay`); rows written before routes existed read as `baseten`.
 """
 
@@ -195,8 +199,25 @@ class Ledger:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else settings.ledger_path()
+        self._identity: tuple[int, int] | None = None
+        self._ensure()
+
+    def _ensure(self) -> None:
+        """Make sure the file exists, is owner-only and holds the schema; cheap when it does."""
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            found = None
+        except OSError:
+            found = None  # reported by _create_file below, with the path and what to do
+        if found is not None and (found.st_dev, found.st_ino) == self._identity:
+            if found.st_mode & 0o077:
+                os.chmod(self.path, 0o600)  # widened while the session ran
+            return
         self._create_file()
         self._run(self._migrate)
+        stat = os.stat(self.path)
+        self._identity = (stat.st_dev, stat.st_ino)
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
@@ -206,7 +227,10 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Created owner-only before SQLite opens it: SQLite would use the umask's 0644.
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            wide = os.fstat(fd).st_mode & 0o077
             os.close(fd)
+            if wide:
+                os.chmod(self.path, 0o600)  # an existing ledger readable by others is tightened
         except OSError as exc:
             raise ConfigurationError(
                 f"the cost ledger at {str(self.path)!r} could not be created ({exc.strerror}); "
@@ -280,7 +304,15 @@ class Ledger:
                 conn.execute("ROLLBACK")
                 raise
 
-        self._run(insert)
+        self._ensure()
+        try:
+            self._run(insert)
+        except ConfigurationError:
+            # A replacement file may reuse the old inode number, so it passes the identity check
+            # and only fails here ("no such table"): re-create the schema and write once more.
+            self._identity = None
+            self._ensure()
+            self._run(insert)
 
     def rows(self, *, session: str | None = None, limit: int | None = None) -> list[LedgerRow]:
         """Logged rows, oldest first (the last `limit` when given), optionally of one session."""

@@ -23,23 +23,26 @@ def route_of(route: str | None = None) -> Route:
     return settings.route(route)
 
 
-def client_for(route: str | None = None) -> Client | XPayClient:
-    """A new blocking client for `route` (None: `BASETEN_MAGIC_ROUTE`); close it when done."""
+def client_for(route: str | None = None, *, timeout: float | None = None) -> Client | XPayClient:
+    """A new blocking client for `route` (None: `BASETEN_MAGIC_ROUTE`); close it when done.
+    `timeout`: the longest wait for the next piece of an answer (None: `BASETEN_MAGIC_TIMEOUT`)."""
     if route_of(route) == "xpay":
         from baseten_magic.io.xpay import XPayClient
 
-        return XPayClient()
+        return XPayClient() if timeout is None else XPayClient(timeout=timeout)
     from baseten_magic.io.client import Client
 
-    return Client()
+    return Client(timeout=timeout)
 
 
-def async_client_for(route: str | None = None) -> AsyncClient | AsyncXPayClient:
+def async_client_for(
+    route: str | None = None, *, timeout: float | None = None
+) -> AsyncClient | AsyncXPayClient:
     """A new awaitable client for `route` (None: `BASETEN_MAGIC_ROUTE`); `aclose()` it."""
     if route_of(route) == "xpay":
         from baseten_magic.io.xpay import AsyncXPayClient
 
-        return AsyncXPayClient()
+        return AsyncXPayClient() if timeout is None else AsyncXPayClient(timeout=timeout)
     from baseten_magic.io.client import AsyncClient
 
-    return AsyncClient()
+    return AsyncClient(timeout=timeout)

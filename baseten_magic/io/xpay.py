@@ -541,14 +541,24 @@ class XPayClient(_Base):
             self.attempts = inner.attempts
 
     def stream(
-        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+        self,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> XPayStream:
         """Send the call and wait for the whole answer; iterating yields it as one delta.
-        `headers` are not sent: a tool call has no HTTP headers of its own."""
+        `headers` are not sent: a tool call has no HTTP headers of its own. `cancel` is not
+        needed: an interrupt reaches the call through `interrupted()` (this route never
+        retries, so there is no wait to cut short)."""
         return XPayStream(self._call(body))
 
     def complete(
-        self, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+        self,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> StreamState:
         """One completion, loaded into a StreamState."""
         return self._call(body)

@@ -3,10 +3,16 @@
 Rule: text goes out as it arrives, unthrottled (a terminal appends, it never repaints):
 reasoning under a dim "Reasoning" header, then the answer as raw Markdown, then the status mark
 and the footer's plain line. ANSI styling only when writing to a TTY and color is not off.
+
+Text from the model or the server never reaches the terminal with control sequences in it: escape
+sequences (CSI such as clear-screen, OSC 52 clipboard writes, OSC 8 links, DCS/APC strings),
+C1 controls and every C0 control except newline and tab are removed, even when a sequence is
+split across deltas. Only this module's own styling codes are written.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
@@ -15,11 +21,75 @@ from baseten_magic.core.result import ChatResult
 from baseten_magic.core.stream import Delta
 from baseten_magic.render.bundle import footer_text, status_mark
 
-__all__ = ["TerminalPrinter"]
+__all__ = ["ControlStripper", "TerminalPrinter", "strip_controls"]
 
 _DIM = "\x1b[2m"
 _BOLD_YELLOW = "\x1b[1;33m"
 _RESET = "\x1b[0m"
+
+# Anything that can start or be part of a control sequence; text without it is printed as is.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# An unterminated string sequence (OSC, DCS, ...) stops swallowing text after this many
+# characters, so a stray ESC ] cannot hide the rest of an answer.
+_MAX_SEQUENCE = 4096
+_STRING_STARTS = {"]", "P", "X", "^", "_"}  # after ESC: OSC, DCS, SOS, PM, APC
+_C1_STRINGS = {"\x9d", "\x90", "\x98", "\x9e", "\x9f"}  # the same, as C1 controls
+
+
+class ControlStripper:
+    """Removes terminal control sequences from text that arrives in pieces."""
+
+    __slots__ = ("_length", "_state")
+
+    def __init__(self) -> None:
+        self._state = "text"  # text | esc | csi | string | string_esc
+        self._length = 0  # characters swallowed by the current sequence
+
+    def feed(self, text: str) -> str:
+        """The printable part of `text`, given what came before it."""
+        if self._state == "text" and _UNSAFE.search(text) is None:
+            return text
+        out: list[str] = []
+        for char in text:
+            state = self._state
+            if state == "text":
+                if char == "\x1b":
+                    self._enter("esc")
+                elif char == "\x9b":
+                    self._enter("csi")
+                elif char in _C1_STRINGS:
+                    self._enter("string")
+                elif char in "\n\t" or not _UNSAFE.match(char):
+                    out.append(char)
+                continue
+            self._length += 1
+            if state == "esc":
+                if char == "[":
+                    self._state = "csi"
+                elif char in _STRING_STARTS:
+                    self._state = "string"
+                else:
+                    self._state = "text"  # a two-character escape (ESC c resets the terminal)
+            elif state == "csi":
+                if "\x40" <= char <= "\x7e" or self._length > 64:
+                    self._state = "text"  # the final byte ends it
+            elif state == "string":
+                if char in ("\x07", "\x9c") or self._length > _MAX_SEQUENCE:
+                    self._state = "text"  # BEL or ST ends it
+                elif char == "\x1b":
+                    self._state = "string_esc"
+            else:  # string_esc: ESC \ is ST; anything else stays inside the string
+                self._state = "text" if char == "\\" else "string"
+        return "".join(out)
+
+    def _enter(self, state: str) -> None:
+        self._state = state
+        self._length = 0
+
+
+def strip_controls(text: str) -> str:
+    """`text` without terminal control sequences (newlines and tabs kept)."""
+    return ControlStripper().feed(text)
 
 
 class TerminalPrinter:
@@ -36,6 +106,8 @@ class TerminalPrinter:
         self._content = ""
         self._in_reasoning = False
         self._finished = False
+        self._clean_reasoning = ControlStripper()
+        self._clean_content = ControlStripper()
 
     def _style(self, text: str, code: str) -> str:
         return f"{code}{text}{_RESET}" if self._color and text else text
@@ -51,11 +123,11 @@ class TerminalPrinter:
                 self._write(self._style("Reasoning", _DIM) + "\n")
             self._in_reasoning = True
             self._reasoning += delta.reasoning
-            self._write(self._style(delta.reasoning, _DIM))
+            self._write(self._style(self._clean_reasoning.feed(delta.reasoning), _DIM))
         if delta.content:
             self._start_answer()
             self._content += delta.content
-            self._write(delta.content)
+            self._write(self._clean_content.feed(delta.content))
 
     def _start_answer(self) -> None:
         if self._in_reasoning:
@@ -97,10 +169,11 @@ class TerminalPrinter:
         for bundle in extra:
             plain = bundle.get("text/plain")
             if isinstance(plain, str) and plain:
-                lines.append(plain)
+                lines.append(strip_controls(plain))
         mark = status_mark(result)
         if mark is not None:
-            lines.append(self._style(mark, _BOLD_YELLOW))
-        lines.append(self._style(footer_text(result, pricing_mode=pricing_mode), _DIM))
+            lines.append(self._style(strip_controls(mark), _BOLD_YELLOW))
+        footer = footer_text(result, pricing_mode=pricing_mode)  # holds the server's model name
+        lines.append(self._style(strip_controls(footer), _DIM))
         ending = "" if not self._content or self._content.endswith("\n") else "\n"
         self._write(ending + "\n".join(lines) + "\n")

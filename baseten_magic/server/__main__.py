@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print only the base URL as the first stdout line (for scripts)",
     )
+    parser.add_argument(
+        "--profile",
+        choices=("baseten", "openai"),
+        default="baseten",
+        help="stream as Baseten does (default) or as OpenAI does, for third-party SDKs",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     parser.add_argument(
         "--mcp",
@@ -104,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trailing_usage=not args.no_trailing_usage,
                 fault_rate=args.fault_rate,
                 fault_seed=args.fault_seed,
+                profile=args.profile,
             ).start()
     except ImportError:
         print(

@@ -4,6 +4,11 @@ Rule: this module turns parsed HTTP requests into Baseten-shaped responses: auth
 (the library's own `validate_params` plus Baseten's limits), the model catalog, faults, pacing
 and the streaming wire format. Answers come from `generate`, bytes go out through `http`.
 
+Profiles: `baseten` (the default) streams with Baseten's quirks; `openai` streams as OpenAI does
+(one id per tool call, on its first fragment only; one fragment per event; usage only in the
+trailing chunk unless `stream_options.continuous_usage_stats` is true), so third-party SDKs that
+merge tool calls by id or add usage up assemble answers correctly.
+
 Routes: `GET /v1/models`, `POST /v1/chat/completions`, and `GET /health` (no auth, for
 readiness probes). Errors: 401 in the string shape, unknown model or route 404 in the object
 shape, invalid parameters or body 400 in the flat shape, as Baseten's backends answer.
@@ -51,8 +56,10 @@ _YIELD_EVERY = 64
 _JSON = {"Content-Type": "application/json"}
 
 
-#: How many requests the server remembers (for tests and the demo's inspection).
+#: How many requests the server remembers (for tests and the demo's inspection), and how many
+#: bytes of their bodies at most: with `%baseten local` the log lives in the kernel's memory.
 MAX_RECORDED_REQUESTS = 10_000
+MAX_RECORDED_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,10 @@ class ServerConfig:
     fault_rate: float = 0.0
     keep_alive_every: int = 50
     fault_seed: int | None = None
+    profile: str = "baseten"
+
+
+PROFILES: tuple[str, ...] = ("baseten", "openai")
 
 
 def new_api_key() -> str:
@@ -108,6 +119,7 @@ class _Prepared:
     model: str
     stream: bool
     include_usage: bool
+    continuous_usage: bool
     choices: list[ChoicePlan]
     prompt_tokens: int
     cached_tokens: int
@@ -122,6 +134,8 @@ class ChatApp:
         self.config = config
         # The most recent requests only: a long-running demo server must not grow without bound.
         self.requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED_REQUESTS)
+        self._recorded_sizes: deque[int] = deque()  # body bytes of each entry of `requests`
+        self._recorded_bytes = 0
         self.request_count = 0
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -153,8 +167,10 @@ class ChatApp:
 
     async def handle(self, request: Request, exchange: Exchange) -> None:
         """Answer one request."""
-        body = self._record(request)
         path = request.path.rstrip("/") or "/"
+        # Authenticate before anything of the body is parsed or kept: an unauthenticated client
+        # must not be able to fill the server's memory (the 401 itself comes below).
+        body = self._record(request, keep_body=self._authorized(request))
         try:
             if path == "/health":
                 await exchange.respond(200, wire.dumps({"status": "ok"}), _JSON)
@@ -178,21 +194,38 @@ class ChatApp:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _record(self, request: Request) -> dict[str, Any] | None:
+    def _authorized(self, request: Request) -> bool:
+        try:
+            self._authenticate(request)
+        except _Reply:
+            return False
+        return True
+
+    def _record(self, request: Request, *, keep_body: bool) -> dict[str, Any] | None:
         headers = {
             name: "<redacted>" if name in ("authorization", "api-key", "x-api-key") else value
             for name, value in request.headers.items()
         }
         body: dict[str, Any] | None = None
-        if request.body:
+        if keep_body and request.body:
             try:
                 parsed = json.loads(request.body)
             except ValueError:
                 parsed = None
             body = parsed if isinstance(parsed, dict) else None
-        self.requests.append(
-            RecordedRequest(request.method, request.path, headers, body, time.time())
-        )
+        size = len(request.body) if body is not None else 0
+        with self._lock:
+            if len(self.requests) == self.requests.maxlen:
+                self.requests.popleft()
+                self._recorded_bytes -= self._recorded_sizes.popleft()
+            while self.requests and self._recorded_bytes + size > MAX_RECORDED_BYTES:
+                self.requests.popleft()  # the oldest go first, whatever the count
+                self._recorded_bytes -= self._recorded_sizes.popleft()
+            self.requests.append(
+                RecordedRequest(request.method, request.path, headers, body, time.time())
+            )
+            self._recorded_sizes.append(size)
+            self._recorded_bytes += size
         return body
 
     @staticmethod
@@ -283,7 +316,12 @@ class ChatApp:
         checked.pop("disaggregated_params", None)
         try:
             params = validate_params(checked)
-        except (ParameterError, ValueError, TypeError) as exc:
+        except ParameterError as exc:
+            # The library's messages end in advice for the magic (`--param ...`); a server
+            # names the parameter and speaks of the request body instead.
+            message = f"{exc.detail}; fix it in the request body" if exc.detail else str(exc)
+            raise _flat(400, message, exc.param) from None
+        except (ValueError, TypeError) as exc:
             raise _flat(400, str(exc)) from None
         info = self._model(str(params["model"]))
         for name in ("n", "best_of"):
@@ -296,7 +334,9 @@ class ChatApp:
                     name,
                 )
         messages: list[dict[str, Any]] = params["messages"]
-        self._check_kimi_reasoning(info, messages)
+        if fault is not None and fault.kind == "reasoning_required":
+            self._check_reasoning_sent_back(info, messages)
+            fault = None  # applied: the answer itself is normal
         generation = self._generation_request(info, params)
         choices = plan(generation)
         tools = params.get("tools") or ()
@@ -305,6 +345,7 @@ class ChatApp:
             model=info.slug,
             stream=bool(params.get("stream", False)),
             include_usage=bool(stream_options.get("include_usage", False)),
+            continuous_usage=stream_options.get("continuous_usage_stats") is True,
             choices=choices,
             prompt_tokens=count_prompt_tokens(messages, tools),
             cached_tokens=self._cached_tokens(session, messages),
@@ -329,9 +370,9 @@ class ChatApp:
         raise _Reply(404, wire.error_body("object", 404, message, code="model_not_found"))
 
     @staticmethod
-    def _check_kimi_reasoning(info: ModelInfo, messages: Sequence[Mapping[str, Any]]) -> None:
-        if "kimi-k2-thinking" not in info.slug.lower():
-            return
+    def _check_reasoning_sent_back(info: ModelInfo, messages: Sequence[Mapping[str, Any]]) -> None:
+        # Only as the opt-in `reasoning_required` fault: Kimi K2 Thinking may require it, but no
+        # source says every deployment does, and a default stricter than the facts misleads.
         for position, message in enumerate(messages):
             if message.get("role") != "assistant" or not message.get("tool_calls"):
                 continue
@@ -454,6 +495,7 @@ class ChatApp:
 
     def _events(self, choice: ChoicePlan) -> Iterator[tuple[dict[str, Any], Any, int]]:
         """(delta, logprobs, tokens) for one choice, the finish chunk excluded."""
+        baseten = self.config.profile == "baseten"
         yield {"role": "assistant", "content": ""}, None, 0
         field_name = self.config.reasoning_field
         for token in choice.reasoning:
@@ -475,6 +517,15 @@ class ChatApp:
             fragments = call.fragments
             position = 0
             while position < len(fragments):
+                if not baseten:  # OpenAI: one fragment per event, the id on the first only
+                    group = fragments[position : position + 1]
+                    yield (
+                        {"tool_calls": [{"index": index, "function": {"arguments": group[0]}}]},
+                        None,
+                        1,
+                    )
+                    position += 1
+                    continue
                 size = 2 if position % _PAIRED_FRAGMENT_EVERY == 1 else 1
                 group = fragments[position : position + size]
                 # Every fragment carries a fresh id; clients must keep the first one.
@@ -506,6 +557,10 @@ class ChatApp:
             cached_tokens=prepared.cached_tokens,
         )
         include_usage = prepared.include_usage
+        openai = config.profile == "openai"
+        # Baseten repeats cumulative usage on every chunk; OpenAI sends `usage: null` there and
+        # the totals once at the end, unless continuous usage stats were asked for.
+        usage_per_chunk = not openai or prepared.continuous_usage
         completion = 0
         reasoning = 0
         reasoning_field = config.reasoning_field
@@ -559,7 +614,8 @@ class ChatApp:
                 completion += tokens
                 if reasoning_field in delta:
                     reasoning += tokens
-                await send(encoder.chunk(index, delta, logprobs, None, (completion, reasoning)))
+                counts = (completion, reasoning) if usage_per_chunk else None
+                await send(encoder.chunk(index, delta, logprobs, None, counts))
                 if tokens:
                     await pacer.tick(tokens)
             pending = still
@@ -567,7 +623,7 @@ class ChatApp:
             return
         for choice in finished:
             await send(encoder.chunk(choice.index, {}, None, choice.finish_reason, None))
-        if include_usage and config.trailing_usage:
+        if include_usage and (config.trailing_usage or openai):
             await send(encoder.trailing(completion, reasoning))
         await send(b"[DONE]")
         await exchange.end_stream()

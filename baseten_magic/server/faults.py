@@ -11,6 +11,9 @@ Kinds:
 - ``error_event``: after ``after_tokens`` tokens send ``data: {"error": {...}}``, then
   ``data: [DONE]``.
 - ``stall``: after ``after_tokens`` tokens go silent for ``stall_s`` seconds, then carry on.
+- ``reasoning_required``: answer HTTP 400 if an assistant tool-call message in the request lacks
+  its ``reasoning_content`` (what Kimi K2 Thinking *may* require in a tool loop; opt-in, since
+  no source says every deployment does), else answer normally.
 
 Without streaming, ``stall`` delays the answer, ``cut`` closes the connection before any
 response, and ``error_event`` becomes an HTTP 500 in ``error_shape``.
@@ -22,9 +25,9 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-FaultKind = Literal["status", "cut", "error_event", "stall"]
+FaultKind = Literal["status", "cut", "error_event", "stall", "reasoning_required"]
 ErrorShape = Literal["string", "object", "flat"]
-FAULT_KINDS: tuple[str, ...] = ("status", "cut", "error_event", "stall")
+FAULT_KINDS: tuple[str, ...] = ("status", "cut", "error_event", "stall", "reasoning_required")
 ERROR_SHAPES: tuple[str, ...] = ("string", "object", "flat")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -19,7 +20,8 @@ from urllib.parse import urlsplit
 logger = logging.getLogger("baseten_magic.server")
 
 MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# A long chat request (a 262k-token context, a few images as data URLs) stays well below this.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 # Idle keep-alive connections are closed after this long, as real servers do.
 KEEP_ALIVE_TIMEOUT_S = 75.0
 
@@ -61,6 +63,7 @@ class Exchange:
     finished: bool = False
     aborted: bool = False
     extra_headers: dict[str, str] = field(default_factory=dict)
+    status: int = 0  # the status sent, for the access log
 
     def _check_open(self) -> None:
         if self.aborted or self.writer.is_closing():
@@ -77,6 +80,7 @@ class Exchange:
             raise ClientGone(str(exc)) from exc
 
     def _head(self, status: int, headers: Mapping[str, str]) -> bytes:
+        self.status = status
         reason = _reason(status)
         lines = [f"HTTP/1.1 {status} {reason}"]
         merged = {**self.extra_headers, **headers}
@@ -120,6 +124,20 @@ class Exchange:
 
 
 Handler = Callable[[Request, Exchange], Awaitable[None]]
+
+
+def _access_log(request: Request, exchange: Exchange, started: float) -> None:
+    """One line per request at INFO (the CLI shows it on stderr unless --quiet). The path only:
+    a query string could carry a secret."""
+    outcome = "cut" if exchange.aborted else str(exchange.status or "-")
+    logger.info(
+        "%s %s %s %s %.3fs",
+        request.peer,
+        request.method,
+        request.path,
+        outcome,
+        time.monotonic() - started,
+    )
 
 
 def _reason(status: int) -> str:
@@ -250,13 +268,16 @@ class HTTPServer:
                 exchange = Exchange(writer, keep_alive=False)
                 body = self._on_bad_request(exc)
                 await exchange.respond(exc.status, body, {"Content-Type": "application/json"})
+                logger.info("%s - - %d (%s)", peer, exc.status, exc.message)
                 return
             if request is None:
                 return
             exchange = Exchange(writer, keep_alive=wants_keep_alive(request))
+            started = time.monotonic()
             try:
                 await self._handler(request, exchange)
             except ClientGone:
+                _access_log(request, exchange, started)
                 return
             except Exception:
                 logger.exception("handler failed for %s %s", request.method, request.path)
@@ -269,6 +290,7 @@ class HTTPServer:
                     {"Content-Type": "application/json"},
                 )
                 return
+            _access_log(request, exchange, started)
             if exchange.aborted or not exchange.keep_alive:
                 return
             if not exchange.finished:

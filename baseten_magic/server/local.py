@@ -15,7 +15,13 @@ from types import TracebackType
 from typing import Any
 
 from baseten_magic.core.catalog import Catalog, default_catalog
-from baseten_magic.server.app import ChatApp, RecordedRequest, ServerConfig, new_api_key
+from baseten_magic.server.app import (
+    PROFILES,
+    ChatApp,
+    RecordedRequest,
+    ServerConfig,
+    new_api_key,
+)
 from baseten_magic.server.faults import Fault
 from baseten_magic.server.http import HTTPServer
 
@@ -41,11 +47,17 @@ class LocalServer:
         today: date | None = None,
         fault_rate: float = 0.0,
         fault_seed: int | None = None,
+        profile: str = "baseten",
     ) -> None:
         if reasoning_field not in REASONING_FIELDS:
             raise ValueError(
                 f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}, "
                 f"got {reasoning_field!r}; pick one of those"
+            )
+        if profile not in PROFILES:
+            raise ValueError(
+                f"profile must be one of {', '.join(PROFILES)}, got {profile!r}; pass "
+                "profile='openai' to stream as OpenAI does"
             )
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be between 0 and 1, got {fault_rate}; pass e.g. 0.1")
@@ -63,6 +75,7 @@ class LocalServer:
             today=today,
             fault_rate=fault_rate,
             fault_seed=fault_seed,
+            profile=profile,
         )
         self._app = ChatApp(self._config)
         self._http = HTTPServer(self._app.handle, self._app.bad_request_body)
@@ -169,6 +182,11 @@ class LocalServer:
         """The key every request must send."""
         return self._config.api_key
 
+    @property
+    def profile(self) -> str:
+        """How it streams: `baseten` (Baseten's quirks) or `openai` (as OpenAI does)."""
+        return self._config.profile
+
     # --- control and inspection ---------------------------------------------------------------
 
     def inject(self, fault: Fault, times: int = 1) -> None:
@@ -189,7 +207,8 @@ class LocalServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """The last 10,000 requests received, oldest first (the Authorization value redacted)."""
+        """The last requests received (at most 10,000, and 64 MB of bodies; a body is kept only
+        when the request was authenticated), oldest first, the Authorization value redacted."""
         # A copy: the server thread appends to its own list while the caller reads this one.
         return list(self._app.requests)
 

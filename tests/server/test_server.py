@@ -545,7 +545,9 @@ def test_tool_choice_variants(client: httpx.Client) -> None:
     assert "Rome" in answer
 
 
-def test_kimi_thinking_needs_reasoning_content_back(client: httpx.Client) -> None:
+def test_reasoning_sent_back_is_required_only_as_an_opt_in_fault(
+    client: httpx.Client, server: LocalServer
+) -> None:
     first = complete(client, body("Weather in Rome", model=KIMI_THINKING, tools=[WEATHER]))
     message = first["choices"][0]["message"]
     assert message["reasoning_content"]
@@ -554,9 +556,13 @@ def test_kimi_thinking_needs_reasoning_content_back(client: httpx.Client) -> Non
     without = {"role": "assistant", "content": None, "tool_calls": message["tool_calls"]}
     payload = body(model=KIMI_THINKING, tools=[WEATHER])
     payload["messages"] = [*user("Weather in Rome"), without, tool_reply]
+    # By default the server is not stricter than the facts: the loop goes on.
+    assert "sunny" in complete(client, payload)["choices"][0]["message"]["content"]
+    server.inject(Fault("reasoning_required"))
     response = client.post("/chat/completions", json=payload)
     assert response.status_code == 400
     assert "reasoning_content" in response.json()["message"]
+    server.inject(Fault("reasoning_required"))
     payload["messages"][1] = {**without, "reasoning_content": message["reasoning_content"]}
     answer = complete(client, payload)["choices"][0]["message"]["content"]
     assert "sunny" in answer
@@ -819,3 +825,60 @@ def test_demo_key_is_random_and_fault_values_are_checked() -> None:
         Fault("explode")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="reasoning_field"):
         LocalServer(reasoning_field="thoughts")
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"top_k": -5}, "top_k"),
+        ({"temprature": 0.5}, "temprature"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"min_tokens": 10, "max_tokens": 5}, "min_tokens"),
+        ({"logit_bias": {"x": 1}}, "logit_bias"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "messages"),
+    ],
+)
+def test_400_messages_speak_http_and_name_the_parameter(
+    client: httpx.Client, extra: dict[str, Any], param: str
+) -> None:
+    response = client.post("/chat/completions", json={**body(), **extra})
+    assert response.status_code == 400
+    error = response.json()
+    assert error["param"] == param
+    message = error["message"]
+    assert "--param" not in message and "%baseten" not in message and "--max-tokens" not in message
+    assert "\n" not in message
+
+
+def test_unauthenticated_bodies_are_never_kept(server: LocalServer) -> None:
+    big = {"model": KIMI, "messages": user("x" * 1_000_000)}
+    response = httpx.post(f"{server.url}/chat/completions", json=big, timeout=10)
+    assert response.status_code == 401
+    recorded = server.requests[-1]
+    assert recorded.path == "/v1/chat/completions" and recorded.body is None
+
+
+def test_a_body_over_the_cap_is_413(client: httpx.Client) -> None:
+    from baseten_magic.server.http import MAX_BODY_BYTES
+
+    payload = b'{"x": "' + b"a" * (MAX_BODY_BYTES + 1) + b'"}'
+    response = client.post(
+        "/chat/completions", content=payload, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert MAX_BODY_BYTES <= 16 * 1024 * 1024
+
+
+def test_the_request_log_is_capped_in_bytes(
+    client: httpx.Client, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baseten_magic.server import app
+
+    monkeypatch.setattr(app, "MAX_RECORDED_BYTES", 300_000)
+    for _ in range(5):
+        response = client.post(
+            "/chat/completions", json=body("/echo hi", extra_field_pad="p" * 100_000)
+        )
+        assert response.status_code == 400  # unknown parameter, but authenticated: kept
+    kept = [r for r in server.requests if r.body is not None]
+    assert 0 < sum(len(json.dumps(r.body)) for r in kept) <= 300_000

@@ -74,3 +74,39 @@ def test_cli_ready_line_names_the_url_and_the_demo_key() -> None:
     assert process.returncode == 0
     assert "Stopped." in out
     assert "Traceback" not in err
+
+
+def _run_cli(*flags: str) -> str:
+    """Start the CLI, send one chat request, stop it; return what it wrote to stderr."""
+    command = [sys.executable, "-m", "baseten_magic.server", "--port", "0", "--api-key", "k1234"]
+    process = subprocess.Popen(
+        [*command, "--print-url-only", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        response = httpx.post(
+            url + "/chat/completions?token=secret-in-query",
+            json={"model": "openai/gpt-oss-120b", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": "Bearer k1234"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return err
+
+
+def test_cli_logs_one_line_per_request_unless_quiet() -> None:
+    lines = [line for line in _run_cli().splitlines() if "/v1/chat/completions" in line]
+    assert len(lines) == 1
+    assert "POST /v1/chat/completions 200" in lines[0]
+    assert "secret-in-query" not in lines[0] and "k1234" not in lines[0]
+    assert "/v1/chat/completions" not in _run_cli("--quiet")

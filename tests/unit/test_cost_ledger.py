@@ -252,3 +252,34 @@ def test_a_file_that_is_not_a_database_is_a_configuration_error(tmp_path: Path) 
     path.write_bytes(b"not a database, just text that fills a page " * 100)
     with pytest.raises(ConfigurationError, match=r"not a database.*BASETEN_MAGIC_LEDGER"):
         Ledger(path)
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced by an empty file"])
+def test_a_ledger_deleted_or_replaced_mid_session_is_recreated(how: str, tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    ledger.record(LedgerRow(session="s", model="m1"))
+    _remove(path)
+    if how != "deleted":
+        path.write_bytes(b"")
+        path.chmod(0o644)
+    ledger.record(LedgerRow(session="s", model="m2"))
+    ledger.record(LedgerRow(session="s", model="m3"))
+    assert [r.model for r in Ledger(path).rows()] == ["m2", "m3"]
+    assert ledger.schema_version == SCHEMA_VERSION
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_existing_ledger_with_a_wider_mode_is_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger(path)
+    path.chmod(0o644)
+    assert stat.S_IMODE(Ledger(path).path.stat().st_mode) == 0o600
+    path.chmod(0o666)
+    ledger.record(LedgerRow(session="s", model="m"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

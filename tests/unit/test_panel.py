@@ -258,7 +258,7 @@ def test_model_dependent_controls(panel: Panel) -> None:
     [
         ("max_tokens", "abc", "max_tokens must be an integer"),
         ("max_tokens", "0", "max_tokens must be an integer of at least 1"),
-        ("top_k", "0", "top_k must be"),
+        ("top_k", "-2", "top_k must be"),
         ("seed", "1.5", "seed must be an integer"),
         ("advanced", "tempurature=0.5", "did you mean 'temperature'"),
         ("advanced", "top_k=5", "top_k, which has its own control"),

@@ -100,12 +100,12 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "presence_penalty": ([-2, 0, 2, 1.5], [-2.1, 2.5, "1"]),
     "frequency_penalty": ([-2, 0, 2], [3, -3, None]),
     "logit_bias": (
-        [{"1234": -100}, {50256: 100, "7": 0.5}, {}],
-        [{"abc": 1}, {"12": 101}, {"12": -100.5}, {"12": True}, [1, 2], {"-3": 1}],
+        [{"1234": -100}, {50256: 100, "7": 0.5}, {}, {"12": 101}, {"12": -100.5}],
+        [{"abc": 1}, {"12": True}, [1, 2], {"-3": 1}, {"12": float("inf")}],
     ),
     "logprobs": ([True, False], [1, 0, "true", None]),
     "top_logprobs": ([0, 5, 20], [21, -1, 2.5, True]),
-    "seed": ([0, 42, -7, 2**40], [1.5, "42", True]),
+    "seed": ([0, 42, -7, 2**40, 2**63 - 1, -(2**63)], [1.5, "42", True, 2**63, -(2**63) - 1]),
     "stop": (
         ["###", ["a", "b"], ["x"] * 32, []],
         ["", ["x"] * 33, ["ok", 3], [""], 5, {"a": 1}],
@@ -146,7 +146,7 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     ),
     "user": (["analyst-42"], [42, ""]),
     "reasoning_effort": (["low", "medium", "high", "HIGH"], ["max", "", 2]),
-    "top_k": ([-1, 1, 50], [0, -2, 2.5, True]),
+    "top_k": ([-1, 0, 1, 50], [-2, 2.5, True]),
     "min_p": ([0, 0.05, 1], [-0.01, 1.01, "0.1"]),
     "repetition_penalty": ([1, 0.5, 1.2, 3], [0, -1, "1"]),
     "length_penalty": ([1.0, -0.5, 0], ["long", float("inf"), True]),
@@ -163,14 +163,19 @@ CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "add_generation_prompt": ([False], [[]]),
     "add_special_tokens": ([True], [{}]),
     "documents": (
-        [[{"title": "Notes", "text": "abc"}], []],
-        [[{"title": "Notes"}], [{"title": 1, "text": "x"}], {"title": "a", "text": "b"}],
+        [
+            [{"title": "Notes", "text": "abc"}],
+            [],
+            [{"title": "Notes"}],
+            [{"url": "u", "body": "b"}],
+        ],
+        [[{"title": 1, "text": "x"}], {"title": "a", "text": "b"}, ["text"]],
     ),
     "chat_template": (["{{ messages }}"], ["", 3]),
     "chat_template_args": ([{"enable_thinking": True}, {}], [["enable_thinking"], {1: 2}]),
     "bad": (["word", ["a", "b"]], [3, ["a", 1], ""]),
     "bad_token_ids": ([[1, 2]], [[1.5], "1,2"]),
-    "top_p_min": ([1e-6, 1], [0, 1.5, "0.1"]),
+    "top_p_min": ([0, 1e-6, 1], [-0.1, 1.5, "0.1"]),
     "disaggregated_params": ([{"ctx": 1}], ["x", [1]]),
 }
 
@@ -517,3 +522,34 @@ def test_build_request_ignores_reserved_keys_set_to_none() -> None:
     )
     assert body["model"] == "zai-org/GLM-4.7"
     assert body["stream"] is False
+
+
+def test_never_stricter_than_the_server() -> None:
+    """Values vLLM or Baseten accept are accepted (issue 12, item 17)."""
+    assert validate_params({"top_k": 0})["top_k"] == 0
+    assert validate_params({"top_p_min": 0})["top_p_min"] == 0
+    assert validate_params({"top_logprobs": 0}) == {"top_logprobs": 0}
+    for kind in ("structural_tag", "grammar"):
+        fmt = {"type": kind, "structures": [], "triggers": []}
+        assert validate_params({"response_format": fmt})["response_format"] == fmt
+    # The server clamps a bias; so does the validator.
+    assert validate_params({"logit_bias": {"5": 250, "6": -1e9}})["logit_bias"] == {
+        "5": 100,
+        "6": -100,
+    }
+
+
+def test_max_completion_tokens_is_max_tokens() -> None:
+    assert validate_params({"max_completion_tokens": 64}) == {"max_tokens": 64}
+    with pytest.raises(ParameterError, match="given twice"):
+        validate_params({"max_tokens": 1, "max_completion_tokens": 2})
+
+
+def test_real_typos_still_get_did_you_mean() -> None:
+    with pytest.raises(ParameterError, match="did you mean 'temperature'"):
+        validate_params({"temprature": 0.5})
+
+
+def test_a_seed_outside_64_bits_is_refused() -> None:
+    with pytest.raises(ParameterError, match="signed 64 bits"):
+        validate_params({"seed": 2**64})

@@ -131,3 +131,44 @@ def test_finish_twice_prints_once() -> None:
     first = out.getvalue()
     printer.finish(_result(), pricing_mode="per_token")
     assert out.getvalue() == first
+
+
+HOSTILE = [
+    "\x1b]52;c;ZWNobyBwd25lZA==\x07",  # OSC 52: write the clipboard (BEL-terminated)
+    "\x1b]52;c;ZWNobw==\x1b\\",  # the same, ST-terminated
+    "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\",  # OSC 8 link
+    "\x1b[2J\x1b[H",  # clear screen, cursor home
+    "\x1bc",  # full reset
+    "\x9b2J",  # CSI as a C1 control
+    "\x9d52;c;eA==\x9c",  # OSC as a C1 control, C1 ST
+    "\x1bP1$qm\x1b\\",  # DCS
+    "\x07\x08\r\x00\x7f",  # BEL, backspace, CR, NUL, DEL
+]
+
+
+@pytest.mark.parametrize("attack", HOSTILE)
+@pytest.mark.parametrize("piece", [1, 3, 1000])
+def test_control_sequences_never_reach_the_terminal(attack: str, piece: int) -> None:
+    out = io.StringIO()
+    printer = TerminalPrinter(out, color=False)
+    text = f"safe {attack}text\tand\nmore"
+    # Split anywhere, also inside a sequence, as deltas may be.
+    pieces = [text[start : start + piece] for start in range(0, len(text), piece)]
+    for part in pieces:
+        printer.add(Delta(reasoning=part))
+    for part in pieces:
+        printer.add(Delta(content=part))
+    printer.finish(
+        ChatResult(content=text, reasoning=text, model=f"m{attack}"), pricing_mode="per_token"
+    )
+    written = out.getvalue()
+    assert not [c for c in written if (ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0]
+    assert "safe " in written and "text\tand\nmore" in written
+
+
+def test_an_unterminated_sequence_does_not_hide_the_rest_of_the_answer() -> None:
+    out = io.StringIO()
+    printer = TerminalPrinter(out, color=False)
+    printer.add(Delta(content="start \x1b]0;title"))
+    printer.add(Delta(content="x" * 5000 + " the end"))
+    assert out.getvalue().endswith(" the end")

@@ -147,7 +147,10 @@ def test_required_tool_choice_is_forced_only_once(server: LocalServer, ledger: L
 
 
 def test_kimi_thinking_loop_sends_reasoning_back(server: LocalServer, ledger: Ledger) -> None:
+    from baseten_magic.server import Fault
+
     since = len(server.requests)
+    server.inject(Fault("reasoning_required"), times=2)  # a deployment that requires it back
     outcome = _run(
         server, ledger, "Weather in Tokyo", model="moonshotai/Kimi-K2-Thinking", fns=[get_weather]
     )
@@ -161,8 +164,13 @@ def test_kimi_thinking_loop_sends_reasoning_back(server: LocalServer, ledger: Le
 
 
 def test_kimi_thinking_rejects_a_loop_without_reasoning(server: LocalServer) -> None:
-    """The server's 400 is real: what `tool_messages` adds is what makes the loop above work."""
+    """The server's opt-in 400 is real: what `tool_messages` adds is what makes the loop above
+    work against a deployment that requires the reasoning back."""
     import httpx
+
+    from baseten_magic.server import Fault
+
+    server.inject(Fault("reasoning_required"))
 
     messages = [
         {"role": "user", "content": "Weather in Tokyo"},
