@@ -34,7 +34,12 @@ class _Painter(Protocol):
     def next_deadline(self) -> float | None: ...
 
     def finish(
-        self, result: ChatResult, *, pricing_mode: str, extra: Sequence[dict[str, Any]] = ()
+        self,
+        result: ChatResult,
+        *,
+        pricing_mode: str,
+        extra: Sequence[dict[str, Any]] = (),
+        notes: Sequence[str] = (),
     ) -> None: ...
 
 
@@ -66,7 +71,9 @@ def run_cell(
 ) -> None:
     """Run `plan` to its end; raises a one-line UsageError, or KeyboardInterrupt."""
     try:
-        context = session.context_for("magic", cell=cell, pricing=plan.pricing)
+        context = session.context_for(
+            "magic", cell=cell, pricing=plan.pricing, request=plan.request
+        )
     except BasetenError as exc:
         raise usage_error(exc) from None
     painter = _painter(shell, session.settings.paint_interval)
@@ -126,7 +133,10 @@ class _Conclusion:
             extras = [*extras, *more]
         try:
             self.painter.finish(
-                self.session.shown(result), pricing_mode=plan.pricing.mode, extra=extras
+                self.session.shown(result),
+                pricing_mode=plan.pricing.mode,
+                extra=extras,
+                notes=self._notes(),
             )
         finally:
             self.session.remember(
@@ -140,6 +150,17 @@ class _Conclusion:
                 if plan.out:
                     self.namespace[plan.out] = result
         return failure
+
+    def _notes(self) -> list[str]:
+        """The footer's notes: earlier turns sent along, and the budget once 80% is used."""
+        notes = []
+        earlier = self.plan.earlier_turns
+        if earlier:
+            notes.append(f"+{earlier} earlier turn{'s' if earlier != 1 else ''}")
+        budget = self.session.budget_note()
+        if budget is not None:
+            notes.append(budget)
+        return notes
 
 
 def _run_tool_loop(

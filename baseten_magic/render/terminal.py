@@ -77,6 +77,7 @@ class TerminalPrinter:
         *,
         pricing_mode: str,
         extra: Sequence[Mapping[str, Any]] = (),
+        notes: Sequence[str] = (),
     ) -> None:
         """Print what the deltas did not carry, then a blank line, the status mark and footer."""
         if self._finished:
@@ -101,6 +102,6 @@ class TerminalPrinter:
         mark = status_mark(result)
         if mark is not None:
             lines.append(self._style(mark, _BOLD_YELLOW))
-        lines.append(self._style(footer_text(result, pricing_mode=pricing_mode), _DIM))
+        lines.append(self._style(footer_text(result, pricing_mode=pricing_mode, notes=notes), _DIM))
         ending = "" if not self._content or self._content.endswith("\n") else "\n"
         self._write(ending + "\n".join(lines) + "\n")
