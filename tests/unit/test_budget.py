@@ -172,7 +172,7 @@ def test_the_session_cap_follows_the_setting_then_the_env(
     assert session.budget.cap == Decimal("0.5")
 
 
-# -- nothing is sent: a cell, the panel, chat() -------------------------------------------------------
+# -- nothing is sent: a cell, the panel, chat() ---------------------------------------------
 
 
 def test_a_cell_over_the_budget_is_refused_before_sending(
@@ -215,8 +215,9 @@ def test_the_footer_says_so_from_80_percent(shell: Any, server: LocalServer) -> 
 def test_cost_shows_the_spend_against_the_cap(shell: Any) -> None:
     with capture_output() as captured:
         shell.run_line_magic("baseten", "cost")
-    assert "no budget set (%config BasetenMagics.budget_usd = 5" in (
-        captured.outputs[-1].data["text/plain"]
+    assert (
+        "no budget set (%config BasetenMagics.budget_usd = 5"
+        in (captured.outputs[-1].data["text/plain"])
     )
     cell(shell, "--max-tokens 50", "/echo hi")
     shell.run_line_magic("config", "BasetenMagics.budget_usd = 2.0")
