@@ -332,6 +332,7 @@ def config_text(session: Session) -> str:
         f"stream           {s.stream}",
         f"show_reasoning   {s.show_reasoning}",
         f"paint_interval   {s.paint_interval}",
+        f"budget_usd       {s.budget_usd} ({budget_line(session.budget)})",
         f"base URL         {base_url}",
         f"API key          {key_state} ({environment.API_KEY_ENV})",
         f"ledger           {environment.ledger_path()}",
