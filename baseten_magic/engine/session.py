@@ -148,6 +148,16 @@ class Session:
             return None
         return f"budget {used:.0%} used ({format_usd(budget.spent)} of {format_usd(cap)})"
 
+    def footer_notes(self, earlier_turns: int = 0) -> list[str]:
+        """An answer's footer notes: the earlier turns it sent along, the budget from 80%."""
+        notes = []
+        if earlier_turns:
+            notes.append(f"+{earlier_turns} earlier turn{'s' if earlier_turns != 1 else ''}")
+        budget = self.budget_note()
+        if budget is not None:
+            notes.append(budget)
+        return notes
+
     # -- the shared resources ----------------------------------------------------------------
 
     @property

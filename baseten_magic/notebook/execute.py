@@ -136,7 +136,7 @@ class _Conclusion:
                 self.session.shown(result),
                 pricing_mode=plan.pricing.mode,
                 extra=extras,
-                notes=self._notes(),
+                notes=self.session.footer_notes(plan.earlier_turns),
             )
         finally:
             self.session.remember(
@@ -150,17 +150,6 @@ class _Conclusion:
                 if plan.out:
                     self.namespace[plan.out] = result
         return failure
-
-    def _notes(self) -> list[str]:
-        """The footer's notes: earlier turns sent along, and the budget once 80% is used."""
-        notes = []
-        earlier = self.plan.earlier_turns
-        if earlier:
-            notes.append(f"+{earlier} earlier turn{'s' if earlier != 1 else ''}")
-        budget = self.session.budget_note()
-        if budget is not None:
-            notes.append(budget)
-        return notes
 
 
 def _run_tool_loop(

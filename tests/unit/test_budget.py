@@ -291,3 +291,26 @@ def test_chat_and_achat_in_a_notebook_spend_from_its_session(
     with pytest.raises(BudgetExceededError):
         asyncio.run(baseten_magic.achat("/echo hi", max_tokens=100))
     assert len(server.requests) == before
+
+
+def test_the_panel_footer_says_so_too(shell: Any, server: LocalServer) -> None:
+    from baseten_magic.panel.app import Panel
+
+    magics = magics_of(shell)
+    magics.budget_usd = 1.0
+    magics.max_tokens = 50
+    magics.session.budget.add(Decimal("0.85"))  # spent earlier, e.g. by chat()
+    panel = Panel(magics.session)
+    try:
+        panel.prompt.value = "hello"
+
+        async def send() -> None:
+            panel.send()
+            await panel.wait()
+
+        asyncio.run(send())
+        html = panel.columns[0].surface.html
+        assert 'class="bm-footer' in html
+        assert "budget 85% used ($0.85 of $1.00)" in html
+    finally:
+        panel.close()
