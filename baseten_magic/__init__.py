@@ -1,7 +1,8 @@
 """baseten_magic: Baseten's Chat Completions API, native to Jupyter.
 
 `%load_ext baseten_magic` registers the `%%baseten` cell magic and the `%baseten` line magic.
-From Python: `chat()` / `achat()` send one completion, `ledger()` reads the cost ledger.
+From Python: `chat()` / `achat()` send one completion, `ledger()` reads the cost ledger (also as
+a DataFrame), `history()` gives the notebook's conversation.
 
 Rule: importing the package is cheap. Heavy modules (httpx, ipywidgets, the server) load on
 first use through module `__getattr__` (PEP 562).
@@ -21,6 +22,7 @@ from baseten_magic.core.errors import (
     BadRequestError,
     BasetenError,
     BasetenWarning,
+    BudgetExceededError,
     ConfigurationError,
     MidStreamError,
     ModelNotFoundError,
@@ -36,7 +38,8 @@ from baseten_magic.core.result import ChatResult, Choice, TokenLogprob, ToolCall
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from baseten_magic.api import achat, chat, ledger
+    from baseten_magic.api import achat, chat, history, ledger, read_history
+    from baseten_magic.core.budget import Budget
     from baseten_magic.core.pricing import Pricing
     from baseten_magic.core.structured import parse_reply, response_format_for
     from baseten_magic.core.tools import tool_spec
@@ -46,6 +49,9 @@ _LAZY = {
     "chat": "api",
     "achat": "api",
     "ledger": "api",
+    "history": "api",
+    "read_history": "api",
+    "Budget": "core.budget",
     "Client": "io.client",
     "AsyncClient": "io.client",
     "Pricing": "core.pricing",
@@ -63,6 +69,8 @@ __all__ = [
     "BadRequestError",
     "BasetenError",
     "BasetenWarning",
+    "Budget",
+    "BudgetExceededError",
     "ChatResult",
     "Choice",
     "Client",
@@ -82,9 +90,11 @@ __all__ = [
     "__version__",
     "achat",
     "chat",
+    "history",
     "ledger",
     "load_ipython_extension",
     "parse_reply",
+    "read_history",
     "response_format_for",
     "tool_spec",
     "unload_ipython_extension",

@@ -1,20 +1,31 @@
-"""The Python API: `chat()`, `achat()` and `ledger()`.
+"""The Python API: `chat()`, `achat()`, `ledger()` and `history()`.
 
 Rule: a thin front end over the engine. It plans a call (request, context, tools) without I/O,
 then runs it through `engine.call.ChatCall` or the tool loop on a client opened for the call,
 exactly as the magic and the panel do. `route=` (or `BASETEN_MAGIC_ROUTE`) picks Baseten's API
 or the reseller's MCP tool; the client comes from `io.routes`, everything else is the same.
+
+In a shell where `%load_ext baseten_magic` ran, a call belongs to that notebook's session: its
+ledger rows carry the session's id (so `ledger(session="current")` has them) and it spends from
+the session's budget, beside the cells and the panel. Elsewhere it spends from the process's
+budget (`core.budget.process_budget`, capped by `BASETEN_MAGIC_BUDGET`) under the id
+`api-<pid>`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, overload
 
+from baseten_magic.core import transcript
+from baseten_magic.core.budget import Budget, budget_from_env, process_budget
+from baseten_magic.core.errors import ConfigurationError, ParameterError
 from baseten_magic.core.pricing import Pricing, pricing_from_env
-from baseten_magic.core.result import ChatResult
+from baseten_magic.core.result import SOURCES, ChatResult
 from baseten_magic.core.stream import Delta
 from baseten_magic.engine.call import (
     CallContext,
@@ -23,17 +34,53 @@ from baseten_magic.engine.call import (
     PreparedRequest,
     prepare_request,
 )
+from baseten_magic.engine.session import Session, registered_session
 from baseten_magic.io.ledger import Ledger, LedgerRow
 from baseten_magic.io.routes import async_client_for, client_for, route_of
+from baseten_magic.render.result import register_result_display
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def shell_session() -> Session | None:
+    """The session of the loaded extension in this process's IPython shell, if there is one."""
+    if "IPython" not in sys.modules:  # no shell can be running without IPython imported
+        return None
+    from IPython.core.interactiveshell import InteractiveShell
+
+    if not InteractiveShell.initialized():
+        return None
+    return registered_session(InteractiveShell.instance())
+
+
+def _show_results_in_shell() -> None:
+    """In a shell without the extension loaded, results still display as a cell shows them."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    if InteractiveShell.initialized():
+        register_result_display(InteractiveShell.instance())
+
+
+def _api_budget(session: Session | None) -> Budget:
+    if session is not None:
+        return session.budget
+    budget = process_budget()
+    budget.cap = budget_from_env()  # read at call time, like every other variable
+    return budget
 
 
 def _api_context(ledger: bool | Ledger, pricing: Pricing | None, route: str | None) -> CallContext:
+    session = shell_session()
+    if session is None and "IPython" in sys.modules:
+        _show_results_in_shell()
     return CallContext(
-        session=f"api-{os.getpid()}",
+        session=f"api-{os.getpid()}" if session is None else session.id,
         source="api",
         pricing=pricing or pricing_from_env(),
         ledger=(Ledger() if ledger is True else ledger or None),
         route=route_of(route),
+        budget=_api_budget(session),
     )
 
 
@@ -188,6 +235,132 @@ async def achat(
         return await plan.call().arun(client)
 
 
-def ledger(path: str | os.PathLike[str] | None = None) -> list[LedgerRow]:
-    """All rows of the cost ledger (at BASETEN_MAGIC_LEDGER unless `path` is given), newest last."""
-    return Ledger(path).rows()
+def _session_id(session: str | Session | None) -> str | None:
+    if session is None or isinstance(session, Session):
+        return None if session is None else session.id
+    if session != "current":
+        return session
+    found = shell_session()
+    return f"api-{os.getpid()}" if found is None else found.id
+
+
+def _since(since: datetime | timedelta | str | None) -> datetime | None:
+    if since is None:
+        return None
+    if isinstance(since, timedelta):
+        return datetime.now(UTC) - since
+    if isinstance(since, str):
+        try:
+            since = datetime.fromisoformat(since)
+        except ValueError:
+            raise ParameterError(
+                f"since must be a datetime, a timedelta or an ISO date, got {since!r}; "
+                "pass e.g. since='2026-12-01' or since=timedelta(hours=1)"
+            ) from None
+    # A time without a zone is read as UTC: the ledger's clock.
+    return since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+
+
+def _sources(source: str | Iterable[str] | None) -> list[str] | None:
+    if source is None:
+        return None
+    wanted = [source] if isinstance(source, str) else list(source)
+    unknown = [name for name in wanted if name not in SOURCES]
+    if unknown:
+        raise ParameterError(
+            f"source must be one of {', '.join(SOURCES)}, got {unknown[0]!r}; "
+            "pass e.g. source='magic' or source=['magic', 'panel']"
+        )
+    return wanted
+
+
+@overload
+def ledger(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    as_frame: Literal[False] = False,
+    session: str | Session | None = None,
+    since: datetime | timedelta | str | None = None,
+    source: str | Iterable[str] | None = None,
+) -> list[LedgerRow]: ...
+
+
+@overload
+def ledger(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    as_frame: Literal[True],
+    session: str | Session | None = None,
+    since: datetime | timedelta | str | None = None,
+    source: str | Iterable[str] | None = None,
+) -> pd.DataFrame: ...
+
+
+def ledger(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    as_frame: bool = False,
+    session: str | Session | None = None,
+    since: datetime | timedelta | str | None = None,
+    source: str | Iterable[str] | None = None,
+) -> list[LedgerRow] | pd.DataFrame:
+    """The cost ledger's rows (at BASETEN_MAGIC_LEDGER unless `path` is given), newest last.
+
+    Every kernel on the machine logs into the one file; select rows with `session` (an id, a
+    `Session`, or `"current"`: this notebook's session, or this process's `chat()` calls
+    outside a notebook), `since` (a datetime, an ISO date or time, read as UTC without a zone,
+    or a timedelta back from now) and `source` (`magic`, `panel`, `api`, or a list of them).
+    `as_frame=True` returns a pandas DataFrame with typed columns (`ts` UTC datetimes,
+    `cost_usd` float, token counts and `cell` nullable Int64); pandas comes with
+    `pip install 'baseten_magic[batch]'`.
+    """
+    rows = Ledger(path).rows(
+        session=_session_id(session), since=_since(since), sources=_sources(source)
+    )
+    if not as_frame:
+        return rows
+    from baseten_magic.io.ledger_frame import rows_frame
+
+    return rows_frame(rows)
+
+
+def _history_session(session: Session | None) -> Session:
+    found = session or shell_session()
+    if found is None:
+        raise ConfigurationError(
+            "history() reads a notebook's conversation, found no loaded baseten_magic session; "
+            "run %load_ext baseten_magic and a %%baseten cell first, or pass session=..."
+        )
+    return found
+
+
+def history(
+    format: Literal["messages", "turns", "markdown", "json"] = "messages",
+    *,
+    session: Session | None = None,
+) -> Any:
+    """The conversation the next `%%baseten` cell will send before its own messages.
+
+    `messages`: a list of `{"role", "content"}` dicts (ready for `chat()`); `turns`: a list of
+    `Turn`s with the cell each came from (`In [n]`); `markdown` / `json`: an export as text,
+    which `read_history()` turns back into the same turns. The session is this notebook's.
+    """
+    turns = _history_session(session).turns()
+    if format == "messages":
+        return [turn.message() for turn in turns]
+    if format == "turns":
+        return turns
+    if format == "markdown":
+        return transcript.to_markdown(turns)
+    if format == "json":
+        return transcript.to_json(turns)
+    raise ParameterError(
+        f"format must be messages, turns, markdown or json, got {format!r}; "
+        "pass e.g. history('markdown')"
+    )
+
+
+def read_history(text: str) -> list[transcript.Turn]:
+    """The turns of a history export (Markdown or JSON, as `history()` or `%baseten history`
+    wrote it); `[t.message() for t in turns]` gives messages to send again."""
+    return transcript.read(text)

@@ -31,6 +31,16 @@ CELLS: list[tuple[str, str] | tuple[str, str, list[str]]] = [
     ),
     (
         "md",
+        "## A budget first\n\nA spend cap for this session: cells, the panel and `chat()` in "
+        "this kernel all count against it. Before a call is sent its worst case is checked "
+        "(the prompt, plus `--max-tokens` or what the model's context allows, at list prices); "
+        "a call that could cross the cap is refused and nothing is sent. The env variable "
+        "`BASETEN_MAGIC_BUDGET` sets it too. A default answer length keeps each call's worst "
+        "case small (without one, it is the model's whole context).",
+    ),
+    ("code", "%config BasetenMagics.budget_usd = 0.25\n%config BasetenMagics.max_tokens = 2048"),
+    (
+        "md",
         "## Ask a question\n\nThe answer streams in as Markdown. Reasoning models show their "
         "chain of thought in a collapsible block above the answer; the footer gives tokens, "
         "cost, time to first token and speed.",
@@ -53,6 +63,8 @@ CELLS: list[tuple[str, str] | tuple[str, str, list[str]]] = [
         "print(dict(answer.usage), f'${answer.cost_usd:.6f}')\n"
         "answer.content[:120]",
     ),
+    ("md", "The result object shows itself as its cell did:"),
+    ("code", "answer"),
     (
         "md",
         "## Several turns in one cell\n\nA line that is exactly `@system`, `@user` or "
@@ -108,11 +120,37 @@ CELLS: list[tuple[str, str] | tuple[str, str, list[str]]] = [
     ("code", "%%baseten --temperature 9\nThis is never sent.", ["raises-exception"]),
     (
         "md",
+        "So is a call the budget cannot cover: up to 200,000 tokens of Kimi's output could "
+        "cost $0.60, more than the $0.25 cap (this cell is expected to fail, and sends nothing).",
+    ),
+    (
+        "code",
+        "%%baseten -m kimi --max-tokens 200000 --no-memory\nWrite me a novel.",
+        ["raises-exception"],
+    ),
+    (
+        "md",
         "## What did it cost?\n\nEvery call, including errors and interrupts, is a row in "
         "the ledger (SQLite, at `BASETEN_MAGIC_LEDGER`).",
     ),
     ("code", "%baseten cost"),
+    ("code", "%baseten cost --by model"),
+    (
+        "md",
+        "The chart: spend per cell stacked by model, the running total above it, the budget "
+        "as a dashed line (`--by day` sums per day). It is a PNG, so it stays in the saved "
+        "notebook.",
+    ),
+    ("code", "%baseten cost --plot"),
     ("code", "%baseten models"),
+    (
+        "md",
+        "## The conversation\n\n`%baseten history` shows what the next cell will send before "
+        "its own messages, with the cell each message came from; the footer of a cell says "
+        "how many earlier turns it sent along. `--markdown FILE` / `--json FILE` export it, "
+        "`baseten_magic.history()` gives the messages as a list.",
+    ),
+    ("code", "%baseten history"),
     (
         "md",
         "## From plain Python\n\n`baseten_magic.chat()` blocks; `achat()` is its awaitable "
@@ -123,13 +161,23 @@ CELLS: list[tuple[str, str] | tuple[str, str, list[str]]] = [
         "import baseten_magic\n"
         "r = baseten_magic.chat('Say hello in French.', model='gpt-oss', max_tokens=64)\n"
         "print(r.content[:80])\n"
-        "r2 = await baseten_magic.achat('Say hello in German.', model='kimi-k2')\n"
+        "r2 = await baseten_magic.achat('Say hello in German.', model='kimi-k2', max_tokens=64)\n"
         "print(r2.content[:80], r2.usage['completion_tokens'])",
     ),
     (
         "code",
         "rows = baseten_magic.ledger()\n"
         "[(row.cell, row.model, row.status, str(row.cost_usd)) for row in rows[-4:]]",
+    ),
+    (
+        "md",
+        "The ledger as a DataFrame, this session's rows only: `ts` is a UTC datetime, "
+        "`cost_usd` a float, `cell` the `In [n]` of the cell.",
+    ),
+    (
+        "code",
+        "frame = baseten_magic.ledger(as_frame=True, session='current')\n"
+        "frame.groupby('model')['cost_usd'].agg(['count', 'sum'])",
     ),
     (
         "md",

@@ -3,6 +3,7 @@
     BasetenError
     ├── ParameterError          bad request parameter or option (raised before anything is sent)
     ├── ConfigurationError      missing key, bad base URL, bad ledger path, unknown route
+    ├── BudgetExceededError     the call could take the spend over the budget; nothing was sent
     ├── APIConnectionError      could not connect / connection dropped before a response
     │   ├── APITimeoutError
     │   └── CallCancelled           an interrupt stopped the call before (or while) it was sent
@@ -57,6 +58,10 @@ class ParameterError(BasetenError, ValueError):
 
 class ConfigurationError(BasetenError):
     """The environment is not set up (for example no API key)."""
+
+
+class BudgetExceededError(BasetenError):
+    """A call could take the spend over the budget (`budget_usd`); it was not sent."""
 
 
 class APIConnectionError(BasetenError):

@@ -8,6 +8,9 @@ one KeyboardInterrupt afterwards). An interrupt also sets the call's cancel even
 thread in a retry wait never sends again. The magic, the widget panel and `chat()` all go
 through `ChatCall`, so they price and log identically; `ChatCall.run` and `ChatCall.arun` are
 thin loops over shared steps.
+With a `Budget` on the context, a call holds its worst-case cost before anything is sent (a
+call that does not fit raises `BudgetExceededError`, sends nothing and writes no row: it was
+never attempted) and settles it with the real cost when it ends, whatever happened.
 A call runs on any client with the shape of `SyncChatClient` / `AsyncChatClient` (the HTTP
 client, or the xpay route's MCP client); the context's route decides the pricing (`xpay`: a
 flat $0.01 per answered call) and is written to the ledger.
@@ -25,10 +28,12 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from types import FrameType
 from typing import Any, NamedTuple, Protocol
 
 from baseten_magic.core import settings
+from baseten_magic.core.budget import Budget, Reservation, worst_case_cost
 from baseten_magic.core.catalog import Catalog, ModelInfo, default_catalog
 from baseten_magic.core.errors import BasetenError
 from baseten_magic.core.params import build_request
@@ -156,6 +161,7 @@ class CallContext:
     ledger: Ledger | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     route: Route = "baseten"
+    budget: Budget | None = None  # the spend cap every call of this context reserves against
 
     @property
     def billing(self) -> Pricing:
@@ -185,8 +191,18 @@ class ChatCall:
         self._stream: SyncChatStream | None = None
         self._reader: threading.Thread | None = None
         self._cancel = threading.Event()
+        self._reservation: Reservation | None = None
 
     # -- shared steps ---------------------------------------------------------------------
+
+    def worst_case(self) -> Decimal:
+        """The most this call can cost (what a budget holds while it runs)."""
+        return worst_case_cost(self.request.body, self.request.model, self.context.billing)
+
+    def _hold(self) -> None:
+        """Reserve the worst case on the budget; raises BudgetExceededError, sending nothing."""
+        budget = self.context.budget
+        self._reservation = None if budget is None else budget.reserve(self.worst_case())
 
     def _begin(self) -> None:
         self._started = self._clock()
@@ -229,6 +245,9 @@ class ChatCall:
                 result = replace(result, model=self.request.body["model"])
         if isinstance(error, BasetenError):
             error.partial = result
+        if self.context.budget is not None and self._reservation is not None:
+            self.context.budget.settle(self._reservation, cost)
+            self._reservation = None
         self._record(result)
         self.result = result
         return result
@@ -269,6 +288,7 @@ class ChatCall:
         while no bytes arrive; deltas are still delivered on this thread, and a
         KeyboardInterrupt here closes the response and stops the reader.
         """
+        self._hold()
         self._begin()
         try:
             if pacer is None:
@@ -343,6 +363,7 @@ class ChatCall:
 
     async def arun(self, client: AsyncChatClient) -> ChatResult:
         """Run on the current event loop. Cancellation is logged as `interrupted`."""
+        self._hold()
         self._begin()
         body, headers = self.request.body, dict(self.context.headers)
         try:

@@ -14,6 +14,8 @@ the front end sends one, else the magic line plus the cell's text).
   the conversation as it was (including an earlier exchange of the same cell).
 - `%baseten reset` forgets everything; `--no-memory` cells neither read nor write it.
 - The system prompt is not part of an exchange: each request uses the current one.
+- `turns(system)` is what the next new cell sends before its own messages, each message with
+  the cell it came from (`In [n]`); `%baseten history` and `baseten_magic.history()` show it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from baseten_magic.core.result import Status
+from baseten_magic.core.transcript import Turn
 
 Message = dict[str, str]
 
@@ -36,6 +39,7 @@ class Exchange:
     messages: tuple[Mapping[str, str], ...]
     answer: str
     status: Status = "ok"
+    cell: int | None = None  # the execution count (`In [n]`) of the cell that made it
 
     def as_messages(self) -> list[Message]:
         """The exchange as wire messages; a partial answer carries a note saying so."""
@@ -77,6 +81,22 @@ class Conversation:
                 return index
         return None
 
+    def earlier_count(self, key: str) -> int:
+        """How many earlier exchanges a request for this cell sends along."""
+        index = self._index(key)
+        return len(self._exchanges) if index is None else index
+
+    def turns(self, system: str = "") -> list[Turn]:
+        """What the next new cell sends before its own messages, with each one's cell."""
+        out = [Turn("system", system)] if system else []
+        for exchange in self._exchanges:
+            out.extend(Turn(m["role"], m["content"], exchange.cell) for m in exchange.as_messages())
+        return out
+
+    def messages(self, system: str = "") -> list[Message]:
+        """`turns(system)` as wire messages: what the next new cell sends before its own."""
+        return [turn.message() for turn in self.turns(system)]
+
     def history_for(self, key: str) -> list[Message]:
         """Messages of every exchange before this cell's position (all, for a new cell)."""
         index = self._index(key)
@@ -98,6 +118,8 @@ class Conversation:
         cell_messages: Sequence[Mapping[str, str]],
         answer: str,
         status: Status = "ok",
+        *,
+        cell: int | None = None,
     ) -> bool:
         """Store (or replace in place) this cell's exchange; returns False when nothing stored."""
         if status != "ok" and not answer.strip():
@@ -107,6 +129,7 @@ class Conversation:
             messages=tuple(dict(m) for m in cell_messages),
             answer=answer,
             status=status,
+            cell=cell,
         )
         index = self._index(key)
         if index is None:

@@ -7,6 +7,12 @@ client, the ledger, the session id, the conversation, and what `%baseten cost` s
 (`history`, `rows`). Every call a front end makes starts at `context_for` and ends at
 `remember`, so a session-wide rule (a spend cap checked before a call, a response cache) has
 one place to live. Nothing here imports httpx until a client is asked for.
+
+The spend cap: the session's `budget` is shared by its cells, its panel and `chat()` /
+`achat()` run in its shell. Its cap is read when a call starts, from the `budget_usd` setting,
+else `BASETEN_MAGIC_BUDGET`; `context_for(..., request=...)` refuses a call whose worst case
+does not fit before anything is painted or sent, and every `ChatCall` holds its worst case on
+the budget while it runs (two panel columns, or a tool loop's rounds, each hold their own).
 """
 
 from __future__ import annotations
@@ -17,19 +23,27 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from baseten_magic.core.budget import (
+    BUDGET_ENV,
+    WARN_AT,
+    Budget,
+    budget_from_env,
+    worst_case_cost,
+)
 from baseten_magic.core.catalog import Catalog, default_catalog
-from baseten_magic.core.pricing import Pricing, pricing_mode
+from baseten_magic.core.pricing import Pricing, format_usd, pricing_mode
 from baseten_magic.core.result import ChatResult, Source
 from baseten_magic.core.settings import ledger_path
 from baseten_magic.core.stream import Delta
-from baseten_magic.engine.call import CallContext
+from baseten_magic.core.transcript import Turn
+from baseten_magic.engine.call import CallContext, PreparedRequest
 from baseten_magic.engine.conversation import Conversation
 from baseten_magic.io.ledger import Ledger, LedgerRow
 
 if TYPE_CHECKING:
     from baseten_magic.io.client import AsyncClient, Client
 
-__all__ = ["NAMED_PARAMS", "Session", "SessionOwner", "Settings"]
+__all__ = ["NAMED_PARAMS", "Session", "SessionOwner", "Settings", "registered_session"]
 
 #: Request parameters with a setting (and a cell option) of their own; `params` holds the rest.
 NAMED_PARAMS = ("temperature", "top_p", "max_tokens", "reasoning_effort")
@@ -64,6 +78,8 @@ class Settings(Protocol):
     def show_reasoning(self) -> bool: ...
     @property
     def paint_interval(self) -> float: ...
+    @property
+    def budget_usd(self) -> float | None: ...
 
 
 class Session:
@@ -79,6 +95,12 @@ class Session:
         self._catalog: Catalog | None = None  # set by `refresh_models`
         self._client: Client | None = None
         self._ledger: Ledger | None = None
+        self._budget = Budget(
+            raise_hint=(
+                "raise it with %config BasetenMagics.budget_usd = {value} "
+                f"(or the env variable {BUDGET_ENV})"
+            )
+        )
 
     def __repr__(self) -> str:
         return (
@@ -110,6 +132,31 @@ class Session:
     def pricing(self) -> Pricing:
         """How the settings price a call."""
         return Pricing(mode=pricing_mode(self.settings.pricing_mode) or "per_token")
+
+    @property
+    def budget(self) -> Budget:
+        """The session's spend and its cap (the `budget_usd` setting, else the environment)."""
+        setting = self.settings.budget_usd
+        self._budget.cap = budget_from_env() if setting is None else Decimal(str(setting))
+        return self._budget
+
+    def budget_note(self) -> str | None:
+        """The footer's budget note once 80% of the cap is spent, else None."""
+        budget = self.budget
+        used, cap = budget.used(), budget.cap
+        if used is None or cap is None or used < WARN_AT:
+            return None
+        return f"budget {used:.0%} used ({format_usd(budget.spent)} of {format_usd(cap)})"
+
+    def footer_notes(self, earlier_turns: int = 0) -> list[str]:
+        """An answer's footer notes: the earlier turns it sent along, the budget from 80%."""
+        notes = []
+        if earlier_turns:
+            notes.append(f"+{earlier_turns} earlier turn{'s' if earlier_turns != 1 else ''}")
+        budget = self.budget_note()
+        if budget is not None:
+            notes.append(budget)
+        return notes
 
     # -- the shared resources ----------------------------------------------------------------
 
@@ -157,20 +204,33 @@ class Session:
     # -- one call, from start to end ---------------------------------------------------------
 
     def context_for(
-        self, source: Source, *, cell: int | None = None, pricing: Pricing | None = None
+        self,
+        source: Source,
+        *,
+        cell: int | None = None,
+        pricing: Pricing | None = None,
+        request: PreparedRequest | None = None,
     ) -> CallContext:
-        """Where every front end's call starts: its context (who, how priced, where logged)."""
+        """Where every front end's call starts: its context (who, how priced, where logged).
+
+        With the `request` about to be sent, a call whose worst-case cost does not fit the
+        budget raises BudgetExceededError here, before anything is painted or sent.
+        """
         # A stable id per conversation raises the prompt-cache hit rate (BASETEN.md); the panel
         # gets its own, as its calls do not share the cells' conversation.
         affinity = self.id if source == "magic" else f"{self.id}-{source}"
-        return CallContext(
+        context = CallContext(
             session=self.id,
             source=source,
             cell=cell,
             pricing=pricing or self.pricing(),
             ledger=self.ledger,
             headers={"x-session-affinity": affinity},
+            budget=self.budget,
         )
+        if request is not None:
+            self.budget.check(worst_case_cost(request.body, request.model, context.billing))
+        return context
 
     def on_delta(self, paint: Callable[[Delta], None]) -> Callable[[Delta], None]:
         """`paint` behind the `show_reasoning` setting (read once, when the call starts)."""
@@ -208,11 +268,26 @@ class Session:
             )
         )
         if key is not None:
-            self.conversation.record(key, messages, result.content, result.status)
+            self.conversation.record(
+                key, messages, result.content, result.status, cell=context.cell
+            )
+
+    def turns(self) -> list[Turn]:
+        """What the next new cell sends before its own messages (system prompt included)."""
+        return self.conversation.turns(self.settings.system)
 
     def cost(self) -> tuple[int, Decimal]:
         """This session's call count and total cost (cells and panel calls alike)."""
         return len(self.rows), sum((row.cost_usd for row in self.rows), Decimal(0))
+
+
+def registered_session(shell: Any) -> Session | None:
+    """The session of the magics registered on `shell` (the loaded extension's), if any."""
+    manager = getattr(shell, "magics_manager", None)
+    for magics in getattr(manager, "registry", {}).values():
+        if isinstance(magics, SessionOwner) and isinstance(magics.session, Session):
+            return magics.session
+    return None
 
 
 @runtime_checkable

@@ -18,7 +18,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -314,9 +314,34 @@ class Ledger:
             self._ensure()
             self._run(insert)
 
-    def rows(self, *, session: str | None = None, limit: int | None = None) -> list[LedgerRow]:
-        """Logged rows, oldest first (the last `limit` when given), optionally of one session."""
-        where, args = ("WHERE session = ?", [session]) if session is not None else ("", [])
+    def rows(
+        self,
+        *,
+        session: str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[LedgerRow]:
+        """Logged rows, oldest first (the last `limit` when given), optionally only those of one
+        session, from `since` on (an aware datetime), or of the given sources."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if session is not None:
+            clauses.append("session = ?")
+            args.append(session)
+        if since is not None:
+            if since.tzinfo is None:
+                raise ValueError(
+                    f"since must be timezone-aware, got naive {since.isoformat()}; "
+                    "pass e.g. datetime.now(UTC) - timedelta(hours=1)"
+                )
+            # `ts` is ISO-8601 in UTC with milliseconds: as text it sorts as time does.
+            clauses.append("ts >= ?")
+            args.append(since.astimezone(UTC).isoformat(timespec="milliseconds"))
+        if sources is not None:
+            clauses.append(f"source IN ({', '.join('?' for _ in sources)})")
+            args.extend(sources)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT {_COLUMNS} FROM calls {where} ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {max(int(limit), 0)}"

@@ -34,7 +34,12 @@ class _Painter(Protocol):
     def next_deadline(self) -> float | None: ...
 
     def finish(
-        self, result: ChatResult, *, pricing_mode: str, extra: Sequence[dict[str, Any]] = ()
+        self,
+        result: ChatResult,
+        *,
+        pricing_mode: str,
+        extra: Sequence[dict[str, Any]] = (),
+        notes: Sequence[str] = (),
     ) -> None: ...
 
 
@@ -66,7 +71,9 @@ def run_cell(
 ) -> None:
     """Run `plan` to its end; raises a one-line UsageError, or KeyboardInterrupt."""
     try:
-        context = session.context_for("magic", cell=cell, pricing=plan.pricing)
+        context = session.context_for(
+            "magic", cell=cell, pricing=plan.pricing, request=plan.request
+        )
     except BasetenError as exc:
         raise usage_error(exc) from None
     painter = _painter(shell, session.settings.paint_interval)
@@ -126,7 +133,10 @@ class _Conclusion:
             extras = [*extras, *more]
         try:
             self.painter.finish(
-                self.session.shown(result), pricing_mode=plan.pricing.mode, extra=extras
+                self.session.shown(result),
+                pricing_mode=plan.pricing.mode,
+                extra=extras,
+                notes=self.session.footer_notes(plan.earlier_turns),
             )
         finally:
             self.session.remember(

@@ -28,6 +28,7 @@ from baseten_magic.engine.session import NAMED_PARAMS, Session
 from baseten_magic.notebook.options import cell_options, options_help, parse_options, usage_error
 from baseten_magic.notebook.plan import plan_cell
 from baseten_magic.notebook.subcommands import LocalSwitch, Subcommands
+from baseten_magic.render.result import register_result_display
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
@@ -68,6 +69,11 @@ class BasetenMagics(Magics):
     show_reasoning = Bool(True, help="Show the model's reasoning above the answer.").tag(
         config=True
     )
+    budget_usd = Float(
+        None,
+        allow_none=True,
+        help="Spend cap in dollars for this session (None: BASETEN_MAGIC_BUDGET, else no cap).",
+    ).tag(config=True)
     # 90 ms leaves room for scheduling within the 100 ms a token may wait to be shown.
     paint_interval = Float(0.09, help="Seconds between repaints while streaming.").tag(config=True)
 
@@ -137,6 +143,16 @@ class BasetenMagics(Magics):
                 'pass e.g. %config BasetenMagics.pricing_mode = "per_call"'
             )
         return value
+
+    @validate("budget_usd")
+    def _check_budget(self, proposal: Mapping[str, Any]) -> float | None:
+        value = proposal["value"]
+        if value is not None and not float(value) >= 0:  # also NaN
+            raise TraitError(
+                f"budget_usd must be a number of dollars of 0 or more, got {value!r}; pass e.g. "
+                "%config BasetenMagics.budget_usd = 5 (or None for no cap)"
+            )
+        return value if value is None else float(value)
 
     @validate("paint_interval")
     def _check_paint_interval(self, proposal: Mapping[str, Any]) -> float:
@@ -213,7 +229,7 @@ class BasetenMagics(Magics):
         except BasetenError as exc:  # ParameterError, ConfigurationError: nothing was sent
             raise usage_error(exc) from None
         self.session.last_prompt = cell
-        count = getattr(shell, "execution_count", None)
+        count = _shown_count(shell)
         run_cell(
             plan,
             session=self.session,
@@ -221,6 +237,19 @@ class BasetenMagics(Magics):
             namespace=namespace,
             cell=count if isinstance(count, int) else None,
         )
+
+
+def _shown_count(shell: Any) -> int | None:
+    """The running cell's number as the front end shows it (`In [n]`), or None.
+
+    `shell.execution_count` is already n+1 while a cell runs (IPython 9 counts up before it
+    runs the cell; IPython 8 did after). The display hook's `prompt_count` is the number IPython
+    itself puts on `Out[n]`, right under either rule.
+    """
+    count = getattr(getattr(shell, "displayhook", None), "prompt_count", None)
+    if not isinstance(count, int):
+        count = getattr(shell, "execution_count", None)
+    return count if isinstance(count, int) else None
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
@@ -242,6 +271,7 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
         magics = BasetenMagics(shell=ipython, parent=None)
     shell.register_magics(magics)
     shell.events.register("pre_run_cell", magics._pre_run_cell)
+    register_result_display(shell)  # `ans` (after `-o ans`) shows as its cell did
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:

@@ -40,6 +40,7 @@ class CellPlan:
     run_tools: bool
     json_mode: bool
     schema: object | None
+    earlier_turns: int = 0  # earlier cells' exchanges sent along (the footer says "+N")
 
 
 def plan_cell(
@@ -64,7 +65,9 @@ def plan_cell(
     if memory:
         system = parsed.system_prompt(default_system)
         messages = session.conversation.messages_for(key, parsed.messages, system)
+        earlier_turns = session.conversation.earlier_count(key)
     else:
+        earlier_turns = 0
         messages = parsed.request_messages(default_system)
 
     params = _cell_params(options, session.defaults())
@@ -97,6 +100,7 @@ def plan_cell(
         run_tools=bool(options.run_tools),
         json_mode=bool(options.json),
         schema=schema,
+        earlier_turns=earlier_turns,
     )
 
 

@@ -1,4 +1,4 @@
-"""The `%baseten` line subcommands: cost, models, reset, help, panel, local, config.
+"""The `%baseten` line subcommands: cost, history, models, reset, help, panel, local, config.
 
 Rule: one table says what each subcommand takes; one argparse parser with a subparser each
 reads the line; any problem is one `UsageError` line that says what the subcommand takes and
@@ -13,16 +13,29 @@ import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 
 from baseten_magic.core import settings as environment
+from baseten_magic.core import transcript
+from baseten_magic.core.budget import BUDGET_ENV, Budget
 from baseten_magic.core.errors import BasetenError, ParameterError
+from baseten_magic.core.pricing import format_usd
+from baseten_magic.core.transcript import to_markdown
 from baseten_magic.engine.session import Session
 from baseten_magic.notebook.help import help_text, parameters_help
 from baseten_magic.notebook.options import split_words, usage_error
-from baseten_magic.render.tables import cost_table, models_table
+from baseten_magic.render.tables import (
+    GROUPINGS,
+    cost_table,
+    history_table,
+    models_table,
+    summary_table,
+    with_note,
+)
 
 if TYPE_CHECKING:
     from baseten_magic.server import LocalServer
@@ -51,7 +64,20 @@ class _Spec:
 
 
 _SPECS = (
-    _Spec("cost", "", "this session's calls, tokens and cost, with totals"),
+    _Spec(
+        "cost",
+        "[--by model|day|cell] [--plot] [--all]",
+        "this session's calls and cost against the budget; sums, a chart, every session",
+        takes="--by model|day|cell, --plot and --all",
+        example="--by model",
+    ),
+    _Spec(
+        "history",
+        "[--json [FILE] | --markdown [FILE]]",
+        "the conversation the next cell sends; export it",
+        takes="--json [FILE] or --markdown [FILE]",
+        example="--markdown chat.md",
+    ),
     _Spec(
         "models",
         "[--refresh]",
@@ -104,6 +130,12 @@ def _parser() -> _Parser:
     made = {
         name: commands.add_parser(name, add_help=False, allow_abbrev=False) for name in SUBCOMMANDS
     }
+    made["cost"].add_argument("--by", choices=GROUPINGS)
+    made["cost"].add_argument("--plot", action="store_true")
+    made["cost"].add_argument("--all", action="store_true")
+    export = made["history"].add_mutually_exclusive_group()
+    export.add_argument("--json", nargs="?", const="-", metavar="FILE")
+    export.add_argument("--markdown", nargs="?", const="-", metavar="FILE")
     made["models"].add_argument("--refresh", action="store_true")
     made["help"].add_argument("topic", nargs="?", choices=["params"])
     made["local"].add_argument("--tps", metavar="N")
@@ -172,6 +204,7 @@ class Subcommands:
             raise spec.misuse(words[1:]) from None
         handlers: Mapping[str, Callable[[Any], None]] = {
             "cost": self._cost,
+            "history": self._history,
             "models": self._models,
             "reset": self._reset,
             "help": self._help,
@@ -184,8 +217,51 @@ class Subcommands:
         except BasetenError as exc:
             raise usage_error(exc) from None
 
-    def _cost(self, _args: Any) -> None:
-        _display(cost_table(self.session.rows))
+    def _cost(self, args: Any) -> None:
+        session = self.session
+        # This session's calls as it remembers them; --all: every session in the ledger file.
+        rows = session.ledger.rows() if args.all else session.rows
+        budget = session.budget
+        if args.plot:
+            if not rows:
+                print("No calls to plot yet: run a %%baseten cell, then %baseten cost --plot.")
+                return
+            if args.by == "model":
+                raise UsageError(
+                    "--plot draws spend per cell or per day, got --by model; run "
+                    "%baseten cost --plot or %baseten cost --plot --by day"
+                )
+            from baseten_magic.render.costplot import cost_chart
+
+            bundle, metadata = cost_chart(rows, by=args.by or "cell", cap=budget.cap)
+            _display(bundle, metadata)
+            return
+        table = cost_table(rows) if args.by is None else summary_table(rows, args.by)
+        _display(with_note(table, budget_line(budget)))
+
+    def _history(self, args: Any) -> None:
+        turns = self.session.turns()
+        if args.json is None and args.markdown is None:
+            _display(history_table(turns))
+            return
+        target = args.json if args.json is not None else args.markdown
+        text = transcript.to_json(turns) if args.json is not None else to_markdown(turns)
+        if target == "-":
+            print(text)
+            return
+        path = Path(target).expanduser()
+        try:
+            path.write_text(text, encoding="utf-8")  # as is: the export must read back exactly
+        except OSError as exc:
+            raise UsageError(
+                f"could not write the history to {str(path)!r} ({exc.strerror}); "
+                "pass a writable file path"
+            ) from None
+        count = len(turns)
+        print(
+            f"Wrote {count} message{'s' if count != 1 else ''} to {path} "
+            "(read it back with baseten_magic.read_history(text))."
+        )
 
     def _models(self, args: Any) -> None:
         catalog = self.session.refresh_models() if args.refresh else self.session.catalog
@@ -256,6 +332,7 @@ def config_text(session: Session) -> str:
         f"stream           {s.stream}",
         f"show_reasoning   {s.show_reasoning}",
         f"paint_interval   {s.paint_interval}",
+        f"budget_usd       {s.budget_usd} ({budget_line(session.budget)})",
         f"base URL         {base_url}",
         f"API key          {key_state} ({environment.API_KEY_ENV})",
         f"ledger           {environment.ledger_path()}",
@@ -264,8 +341,23 @@ def config_text(session: Session) -> str:
     return "\n".join(lines)
 
 
-def _display(bundle: Mapping[str, str]) -> None:
+def budget_line(budget: Budget) -> str:
+    """Spend against the cap, one line (and how to set a cap when there is none)."""
+    spent = format_usd(budget.spent)
+    if budget.cap is None:
+        return (
+            f"Session spend {spent}; no budget set (%config BasetenMagics.budget_usd = 5, "
+            f"or the env variable {BUDGET_ENV})."
+        )
+    used = budget.used() or Decimal(0)
+    return (
+        f"Session spend {spent} of the {format_usd(budget.cap)} budget ({used:.0%}); "
+        "cells, the panel and chat() in this kernel count."
+    )
+
+
+def _display(bundle: Mapping[str, str], metadata: Mapping[str, Any] | None = None) -> None:
     from IPython import display as ipython_display
 
     show: Callable[..., Any] = ipython_display.display
-    show(dict(bundle), raw=True)
+    show(dict(bundle), raw=True, metadata=dict(metadata or {}))

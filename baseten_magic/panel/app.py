@@ -433,7 +433,11 @@ class Panel:
             ticker.cancel()
         result = call.result
         if result is not None:
-            painter.finish(session.shown(result), pricing_mode=context.pricing.mode)
+            painter.finish(
+                session.shown(result),
+                pricing_mode=context.pricing.mode,
+                notes=session.footer_notes(),  # the budget, from 80% of the cap
+            )
             session.remember(result, context)
             self._last_cost = result.cost
         return result

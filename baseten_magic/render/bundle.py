@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from baseten_magic.core.pricing import format_usd
@@ -117,8 +117,12 @@ def _seconds(value: float | None) -> str | None:
     return None if value is None else f"{value:.2f} s"
 
 
-def footer_text(result: ChatResult, *, pricing_mode: str) -> str:
-    """The footer's plain line: model, tokens, cost, time to first token, total, tokens/s."""
+def footer_text(result: ChatResult, *, pricing_mode: str, notes: Sequence[str] = ()) -> str:
+    """The footer's plain line: model, tokens, cost, TTFT, total, tokens/s, then `notes`.
+
+    `notes` are the session's short remarks on the call (earlier turns sent along, the share
+    of the budget used), so a growing prompt or a nearing cap is seen where the cost is.
+    """
     parts = [result.model or "unknown model"]
     usage = result.usage
     if usage is None:
@@ -145,12 +149,13 @@ def footer_text(result: ChatResult, *, pricing_mode: str) -> str:
         generating = result.latency_s - (result.ttft_s or 0.0)
         if generating > 0 and usage.completion_tokens > 0:
             parts.append(f"{usage.completion_tokens / generating:,.1f} tok/s")
+    parts.extend(note for note in notes if note)
     return " · ".join(parts)
 
 
-def footer_bundle(result: ChatResult, *, pricing_mode: str) -> Bundle:
+def footer_bundle(result: ChatResult, *, pricing_mode: str, notes: Sequence[str] = ()) -> Bundle:
     """The one-line footer, in smaller muted text, preceded by the status mark if any."""
-    line = footer_text(result, pricing_mode=pricing_mode)
+    line = footer_text(result, pricing_mode=pricing_mode, notes=notes)
     mark = status_mark(result)
     mark_html = ""
     plain = line

@@ -195,7 +195,12 @@ class Painter:
             self._paint(now)
 
     def finish(
-        self, result: ChatResult, *, pricing_mode: str, extra: Sequence[Mapping[str, Any]] = ()
+        self,
+        result: ChatResult,
+        *,
+        pricing_mode: str,
+        extra: Sequence[Mapping[str, Any]] = (),
+        notes: Sequence[str] = (),
     ) -> None:
         """The final paint (always): closed reasoning, the answer's tail, `extra`, the footer."""
         if self._finished:
@@ -212,7 +217,7 @@ class Painter:
         self._live_slot = None
         for item in extra:
             self._send(None, item)
-        self._send(None, footer_bundle(result, pricing_mode=pricing_mode))
+        self._send(None, footer_bundle(result, pricing_mode=pricing_mode, notes=notes))
         self._paints += 1
         self._shown(now, answer=True, reasoning=True)
 

@@ -1,22 +1,28 @@
-"""The `%baseten cost` and `%baseten models` tables, as safe MIME bundles.
+"""The `%baseten cost`, `%baseten history` and `%baseten models` tables, as safe MIME bundles.
 
 Rule: a table is `{"text/html": ..., "text/plain": ...}`; the HTML is the project's own markup
 and every value in it (model names, statuses, error text, catalog data) is escaped, so nothing
 from a server or a price file ever reaches the page as live HTML. The text/plain part is an
 aligned table that reads well in a terminal. `%baseten models` lists only the models still
 offered; retired ones follow in a separate, muted table that names what to use instead.
+Sums of money are Decimal until they are formatted.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
+from typing import Literal
 
 from baseten_magic.core.catalog import Catalog, ModelInfo
 from baseten_magic.core.pricing import format_usd
+from baseten_magic.core.transcript import Turn
 from baseten_magic.io.ledger import LedgerRow
+
+GroupBy = Literal["model", "day", "cell"]
+GROUPINGS: tuple[GroupBy, ...] = ("model", "day", "cell")
 
 Bundle = dict[str, str]
 
@@ -35,7 +41,10 @@ MODEL_COLUMNS = (
     "cached $/M",
 )
 RETIRED_COLUMNS = ("retired model", "aliases", "retired on", "use instead")
-_LEFT = {"model", "aliases", "status", "reasoning", "retired model", "retired on", "use instead"}
+HISTORY_COLUMNS = ("#", "role", "cell", "≈ tokens", "text")
+_LEFT = {"model", "aliases", "status", "reasoning", "role", "text", "day"}
+_LEFT |= {"retired model", "retired on", "use instead"}
+_PREVIEW_CHARS = 80
 
 
 def _seconds(value: float | None) -> str:
@@ -112,6 +121,73 @@ def cost_table(rows: Sequence[LedgerRow]) -> Bundle:
         _status_summary(rows),
     )
     return _table(COST_COLUMNS, lines, footer)
+
+
+def with_note(table: Bundle, note: str) -> Bundle:
+    """`table` with a one-line note above it (the budget line of `%baseten cost`)."""
+    return {
+        "text/html": f'<p style="margin: 0 0 0.3em 0;">{html.escape(note)}</p>'
+        + table["text/html"],
+        "text/plain": f"{note}\n\n{table['text/plain']}",
+    }
+
+
+def cell_label(cell: int | None) -> str:
+    """How a row's cell is shown: `In [3]`, or `panel/api` for a call made outside a cell."""
+    return "panel/api" if cell is None else f"In [{cell}]"
+
+
+def _group_key(by: GroupBy) -> Callable[[LedgerRow], str]:
+    if by == "model":
+        return lambda row: row.model or "unknown model"
+    if by == "day":
+        return lambda row: row.ts[:10]  # ISO-8601 in UTC: the first ten characters are the day
+    return lambda row: cell_label(row.cell)
+
+
+def summary_table(rows: Sequence[LedgerRow], by: GroupBy) -> Bundle:
+    """Calls, tokens and cost summed per model, per day (UTC) or per cell, in first-seen order."""
+    if not rows:
+        return cost_table(rows)
+    key = _group_key(by)
+    groups: dict[str, list[LedgerRow]] = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row)
+    total = sum((row.cost_usd for row in rows), Decimal(0))
+
+    def line(name: str, members: Sequence[LedgerRow]) -> tuple[str, ...]:
+        cost = sum((row.cost_usd for row in members), Decimal(0))
+        share = "—" if not total else f"{cost / total:.0%}"
+        return (
+            name,
+            f"{len(members):,}",
+            f"{sum(r.prompt_tokens for r in members):,}",
+            f"{sum(r.completion_tokens for r in members):,}",
+            format_usd(cost),
+            share,
+        )
+
+    columns = ("model" if by == "model" else by, "calls", "in", "out", "cost", "share")
+    lines = [line(name, members) for name, members in groups.items()]
+    footer = ("total", *line("", rows)[1:5], "100%" if total else "—")
+    return _table(columns, lines, footer)
+
+
+def history_table(turns: Sequence[Turn]) -> Bundle:
+    """The conversation the next cell sends: one row per message, with its cell and tokens."""
+    if not turns:
+        message = "The conversation is empty: the next %%baseten cell sends only its own messages."
+        return {"text/html": f"<p>{html.escape(message)}</p>", "text/plain": message}
+    lines = []
+    for index, turn in enumerate(turns, 1):
+        text = " ".join(turn.content.split())
+        if len(text) > _PREVIEW_CHARS:
+            text = text[: _PREVIEW_CHARS - 1] + "…"
+        cell = "—" if turn.cell is None else f"In [{turn.cell}]"
+        lines.append((str(index), turn.role, cell, f"{turn.tokens:,}", text))
+    tokens = sum(turn.tokens for turn in turns)
+    footer = ("", f"{len(turns)} messages", "", f"{tokens:,}", "sent before the next cell's own")
+    return _table(HISTORY_COLUMNS, lines, footer)
 
 
 def _status_summary(rows: Sequence[LedgerRow]) -> str:

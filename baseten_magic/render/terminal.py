@@ -149,6 +149,7 @@ class TerminalPrinter:
         *,
         pricing_mode: str,
         extra: Sequence[Mapping[str, Any]] = (),
+        notes: Sequence[str] = (),
     ) -> None:
         """Print what the deltas did not carry, then a blank line, the status mark and footer."""
         if self._finished:
@@ -173,7 +174,8 @@ class TerminalPrinter:
         mark = status_mark(result)
         if mark is not None:
             lines.append(self._style(strip_controls(mark), _BOLD_YELLOW))
-        footer = footer_text(result, pricing_mode=pricing_mode)  # holds the server's model name
+        # The footer holds the server's model name: text from outside, stripped too.
+        footer = footer_text(result, pricing_mode=pricing_mode, notes=notes)
         lines.append(self._style(strip_controls(footer), _DIM))
         ending = "" if not self._content or self._content.endswith("\n") else "\n"
         self._write(ending + "\n".join(lines) + "\n")

@@ -27,3 +27,4 @@ class PlainSettings:
     stream: bool = True
     show_reasoning: bool = True
     paint_interval: float = 0.09
+    budget_usd: float | None = None

@@ -131,6 +131,22 @@ def test_quickstart_notebook_runs_clean_with_the_readme_command(tmp_path: Path) 
         if 'class="bm-footer' in str(o.get("data", {}).get("text/html", ""))
     )
     assert " in / " in footer and "$" in footer and "tok/s" in footer
+
+    # The budget refuses the call it cannot cover, the chart is a PNG, both stay in the file.
+    by_source = {c.source: c for c in nb.cells if c.cell_type == "code"}
+    refused = next(c for source, c in by_source.items() if "Write me a novel" in source)
+    # IPython shows a UsageError as one line on stderr, not as a traceback.
+    said = "".join(str(o.get("text", "")) for o in refused.outputs if o.output_type == "stream")
+    assert "UsageError: budget reached" in said
+    assert "nothing was sent" in said
+    (chart,) = by_source["%baseten cost --plot"].outputs
+    assert chart["data"]["image/png"].startswith("iVBOR")
+    # An nbconvert HTML export shows the chart as an image, at its display width.
+    from nbconvert import HTMLExporter
+
+    page, _ = HTMLExporter().from_notebook_node(nb)
+    assert 'src="data:image/png;base64,iVBOR' in page
+    assert 'width="720"' in page
     _assert_opens_unmodified_in_lab(out)
     _assert_static_export_keeps_code_monospace(out)
 

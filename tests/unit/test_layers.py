@@ -67,8 +67,9 @@ def test_the_package_root_imports_only_pure_modules_eagerly() -> None:
 def test_importing_the_package_is_light() -> None:
     code = (
         "import sys, baseten_magic; "
-        "print(sorted(m for m in ('httpx', 'ipywidgets', 'markdown_it', 'sqlite3', 'pydantic') "
-        "if m in sys.modules))"
+        "heavy = ('httpx', 'ipywidgets', 'markdown_it', 'sqlite3', 'pydantic', 'pandas', "
+        "'matplotlib'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -80,7 +81,7 @@ def test_loading_the_extension_is_light() -> None:
         "from IPython.core.interactiveshell import InteractiveShell\n"
         "shell = InteractiveShell.instance()\n"
         "shell.run_line_magic('load_ext', 'baseten_magic')\n"
-        "heavy = ('httpx', 'ipywidgets', 'markdown_it', 'pydantic')\n"
+        "heavy = ('httpx', 'ipywidgets', 'markdown_it', 'pydantic', 'pandas', 'matplotlib')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

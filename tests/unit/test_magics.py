@@ -515,7 +515,11 @@ def test_models_config_help_and_unknown(shell: Any, server: LocalServer) -> None
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("cost 2", "%baseten cost takes no arguments, got '2'; run %baseten cost"),
+        (
+            "cost 2",
+            "%baseten cost takes only --by model|day|cell, --plot and --all, got '2'; "
+            "run %baseten cost or %baseten cost --by model",
+        ),
         (
             "models --x",
             "%baseten models takes only --refresh, got '--x'; "
