@@ -22,7 +22,7 @@ from baseten_magic.core.pricing import Pricing, pricing_mode
 from baseten_magic.core.result import ChatResult, Source
 from baseten_magic.core.settings import ledger_path
 from baseten_magic.core.stream import Delta
-from baseten_magic.engine.call import CallContext
+from baseten_magic.engine.call import CallContext, PreparedRequest
 from baseten_magic.engine.conversation import Conversation
 from baseten_magic.io.ledger import Ledger, LedgerRow
 
@@ -76,6 +76,8 @@ class Session:
         self.history: list[ChatResult] = []  # every call's result, cells and panel alike
         self.rows: list[LedgerRow] = []  # the same calls as ledger rows: `%baseten cost`
         self.last_prompt: str = ""  # the last `%%baseten` cell's prompt (the panel's re-run)
+        # ... and its request as the cell sent it (model, options, conversation).
+        self.last_request: PreparedRequest | None = None
         self._catalog: Catalog | None = None  # set by `refresh_models`
         self._client: Client | None = None
         self._ledger: Ledger | None = None
