@@ -64,15 +64,24 @@ _MORE: tuple[Row, ...] = (
 
 _BOX_STYLE = (
     "font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px; "
-    "line-height: 1.45; color: var(--jp-ui-font-color1, #222); max-width: 820px;"
+    "line-height: 1.45; color: var(--jp-ui-font-color1, #222); max-width: 960px;"
 )
 _H_STYLE = "margin: 0.9em 0 0.3em 0; font-size: 1em; font-weight: 600;"
-_TABLE_STYLE = "border-collapse: collapse; margin: 0;"
-_KEY_STYLE = (
+# Every table has the same key column, so the sections line up; inline styles beat
+# JupyterLab's own for output tables (centred, right-aligned cells, striped rows).
+_TABLE_STYLE = (
+    "border-collapse: collapse; margin: 0; width: 100%; table-layout: auto; font-size: 13px;"
+)
+_ROW_STYLE = "background: transparent;"
+_WORD_KEY_STYLE = (
     "text-align: left; vertical-align: top; padding: 1px 16px 1px 0; white-space: nowrap; "
-    "font-family: var(--jp-code-font-family, monospace); font-size: 12px;"
+    "width: 260px;"
+)
+_KEY_STYLE = (
+    f"{_WORD_KEY_STYLE} font-family: var(--jp-code-font-family, monospace); font-size: 12px;"
 )
 _VALUE_STYLE = "text-align: left; vertical-align: top; padding: 1px 0;"
+_NOTES_TITLE = "How cells work"
 _PRE_STYLE = (
     "margin: 0.3em 0; padding: 6px 10px; background: var(--jp-layout-color2, #f5f5f5); "
     "border-radius: 3px; font-family: var(--jp-code-font-family, monospace); font-size: 12px;"
@@ -84,9 +93,11 @@ def _e(text: str) -> str:
 
 
 def _section_html(title: str, rows: Sequence[Row]) -> str:
+    # Keys are what to type, in the code font; the notes' keys are words, in the text font.
+    key_style = _KEY_STYLE if title != _NOTES_TITLE else _WORD_KEY_STYLE
     body = "".join(
-        f'<tr><td style="{_KEY_STYLE}">{_e(key)}</td><td style="{_VALUE_STYLE}">{_e(value)}</td>'
-        "</tr>"
+        f'<tr style="{_ROW_STYLE}"><td style="{key_style}">{_e(key)}</td>'
+        f'<td style="{_VALUE_STYLE}">{_e(value)}</td></tr>'
         for key, value in rows
     )
     return (
@@ -180,7 +191,7 @@ def help_bundle(
             ("Example", [(line, "") for line in _EXAMPLE.splitlines()]),
             ("Common options", [*_common(options), ("…", "all of them: %baseten help options")]),
             ("Line commands", list(subcommands)),
-            ("How cells work", list(_NOTES)),
+            (_NOTES_TITLE, list(_NOTES)),
             ("More", list(_MORE)),
         ],
     )
