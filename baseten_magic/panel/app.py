@@ -54,8 +54,9 @@ _SEE_BELOW = "the call failed; the reason is below"
 
 # The panel's own style sheet, shipped in an HTML widget (widget HTML is not sanitized, and
 # only this fixed text goes there). Answers get the cells' look: each slot carries JupyterLab's
-# `jp-RenderedHTMLCommon` class (fonts, table rules, code blocks), and the widgets' fixed
-# 28 px line height, meant for one-line controls, is undone inside them.
+# `jp-RenderedHTMLCommon` class (fonts, table rules, code blocks), and what the widget CSS
+# sets for one-line controls (28 px line height, 13 px font, margins) is undone inside them;
+# tables sit at the left, as in an output area (JupyterLab centres them elsewhere).
 _PANEL_CSS = """<style>
 .bm-panel { gap: 2px; }
 .bm-panel .bm-title { font-weight: 600; font-size: var(--jp-ui-font-size2, 15px); }
@@ -64,9 +65,13 @@ _PANEL_CSS = """<style>
 .bm-panel .bm-section-title { font-weight: 600; color: var(--jp-ui-font-color1, #333);
   font-size: var(--jp-ui-font-size1, 13px); line-height: 1.6; }
 .bm-panel .bm-hint { color: var(--jp-ui-font-color2, #666); font-size: 12px; line-height: 1.5; }
+.bm-panel .bm-slot { margin: 0; font-size: var(--jp-content-font-size1, 14px);
+  font-family: var(--jp-content-font-family, system-ui, sans-serif);
+  color: var(--jp-content-font-color1, rgba(0, 0, 0, 0.87)); }
 .bm-panel .bm-slot > .widget-html-content { line-height: var(--jp-content-line-height, 1.6);
-  overflow-x: auto; }
+  font-size: inherit; font-family: inherit; color: inherit; overflow-x: auto; }
 .bm-panel .bm-slot.jp-RenderedHTMLCommon { padding-right: 0; }
+.bm-panel .bm-slot table { margin-left: 0; margin-right: 0; }
 </style>"""
 
 # What a saved notebook shows in a static export (nbconvert), where a widget cannot render:

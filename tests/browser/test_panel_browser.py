@@ -57,13 +57,19 @@ LAYOUT_JS = """
 }
 """
 
-# The computed look of the first paragraph of an answer: in a cell and in the panel alike.
+# The computed look of the first paragraph of an answer, in the panel or in a cell (outside
+# the panel, which itself sits in a cell's output area).
 STYLE_JS = """
-(selector) => {
-  const p = document.querySelector(selector);
+(inPanel) => {
+  const p = [...document.querySelectorAll('div.bm-answer p')]
+    .find(el => !!el.closest('.bm-panel') === inPanel);
   if (!p) return null;
   const s = getComputedStyle(p);
-  return {font: s.fontFamily, size: s.fontSize, line: s.lineHeight};
+  const table = [...document.querySelectorAll('div.bm-answer table')]
+    .find(el => !!el.closest('.bm-panel') === inPanel);
+  const left = el => el.getBoundingClientRect().left;
+  return {font: s.fontFamily, size: s.fontSize, line: s.lineHeight, color: s.color,
+          tableIndent: table ? Math.round(left(table) - left(table.closest('div.bm-answer'))) : 0};
 }
 """
 
@@ -150,8 +156,8 @@ def test_panel_streams_and_stops_in_jupyterlab(
     assert body["temperature"] == pytest.approx(0.7)  # 1.0 less six steps of 0.05
     assert "2 calls" in panel.locator(".bm-cost").inner_text()  # the cell's, then this one
     # The panel's answer looks like the cell's: same font, size and line height.
-    in_cell = page.evaluate(STYLE_JS, ".jp-OutputArea-output div.bm-answer p")
-    in_panel = page.evaluate(STYLE_JS, ".bm-column div.bm-answer p")
+    in_cell = page.evaluate(STYLE_JS, False)
+    in_panel = page.evaluate(STYLE_JS, True)
     assert in_cell is not None and in_cell == in_panel
 
     # A slow second answer, stopped mid-stream: the partial answer stays, marked.
