@@ -92,6 +92,8 @@ class Session:
         self.history: list[ChatResult] = []  # every call's result, cells and panel alike
         self.rows: list[LedgerRow] = []  # the same calls as ledger rows: `%baseten cost`
         self.last_prompt: str = ""  # the last `%%baseten` cell's prompt (the panel's re-run)
+        # ... and its request as the cell sent it (model, options, conversation).
+        self.last_request: PreparedRequest | None = None
         self._catalog: Catalog | None = None  # set by `refresh_models`
         self._client: Client | None = None
         self._ledger: Ledger | None = None

@@ -234,7 +234,7 @@ class _Core:
             hint = "check BASETEN_API_KEY (is it set to a valid, active key for this workspace?)"
         elif status == 404:
             cls = ModelNotFoundError
-            hint = self._unknown_model_hint(model)
+            hint = self._unknown_model_hint(model, detail)
         elif status == 429:
             cls, hint = RateLimitError, "slow down or retry later (rate or token limit reached)"
         elif status >= 500:
@@ -246,16 +246,18 @@ class _Core:
             cls, hint = APIStatusError, "set BASETEN_BASE_URL to the final address"
         else:
             cls, hint = APIStatusError, "see the server's message"
-        message = f"HTTP {status}: {detail} ({hint})"
+        message = f"HTTP {status}: {detail} ({hint})" if hint else f"HTTP {status}: {detail}"
         return cls(message, status_code=status, body=body, request_id=request_id)
 
     @staticmethod
-    def _unknown_model_hint(model: str | None) -> str:
+    def _unknown_model_hint(model: str | None, detail: str) -> str:
         from baseten_magic.core.catalog import default_catalog
 
-        known = ", ".join(m.slug for m in default_catalog().models)
+        offered = [m.slug for m in default_catalog().models if not m.is_retired()]
+        if any(slug in detail for slug in offered):
+            return ""  # the server already named the models to use: one list, not two
         subject = f"model {model!r}" if model else "the model"
-        return f"{subject} is unknown or retired; known models: {known}"
+        return f"{subject} is not served; use one of: {', '.join(offered)}"
 
     def connection_error(
         self, exc: Exception, timeout_s: float | None = None

@@ -4,7 +4,8 @@ Rule: whatever happens (an answer, an HTTP error, a cut stream, Ctrl-C), the cel
 is painted once, the call is remembered by the session, and the result lands in the namespace
 (`_baseten`, and `-o VAR`). The call itself runs paced by the painter, a plain call and every
 round of a tool loop alike, so the live display keeps its rhythm while no bytes arrive. Errors
-the user can act on end as one `UsageError` line; Ctrl-C propagates so Run All stops.
+the user can act on end as one `UsageError` line, said there only (the painted footer just
+marks the answer as failed); Ctrl-C propagates so Run All stops.
 """
 
 from __future__ import annotations
@@ -98,13 +99,18 @@ def run_cell(
         conclude(result, extras, status="interrupted")
         raise
     except BaseException as exc:
-        conclude(result or _partial(exc), extras, status="error")
-        if isinstance(exc, BasetenError):
+        said_below = isinstance(exc, BasetenError)
+        conclude(result or _partial(exc), extras, status="error", said_below=said_below)
+        if said_below:
             raise usage_error(exc) from None
         raise
     failure = conclude(result, extras, status="ok")
     if failure is not None:
         raise usage_error(failure) from None
+
+
+# The footer's error mark when the reason follows as the cell's error line.
+_SEE_BELOW = "the call failed; the reason is below"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +124,14 @@ class _Conclusion:
     namespace: MutableMapping[str, Any] | None
 
     def __call__(
-        self, result: ChatResult | None, extras: list[dict[str, Any]], *, status: str
+        self,
+        result: ChatResult | None,
+        extras: list[dict[str, Any]],
+        *,
+        status: str,
+        said_below: bool = False,
     ) -> BaseException | None:
+        """Paint and remember `result`; `said_below`: a UsageError with the reason follows."""
         plan = self.plan
         failure: BaseException | None = None
         if result is None:  # failed before any result existed (for example in a tool loop)
@@ -131,9 +143,15 @@ class _Conclusion:
         if result.status == "ok":
             result, more, failure = _post_process(plan, result)
             extras = [*extras, *more]
+        shown = self.session.shown(result)
+        if said_below and shown.status == "error":
+            # The UsageError line under the output carries the message (and ends the cell in
+            # error, so Run All stops); the footer only marks the answer as failed, so the
+            # same text is not said twice. The result kept and logged is untouched.
+            shown = dataclasses.replace(shown, error=_SEE_BELOW)
         try:
             self.painter.finish(
-                self.session.shown(result),
+                shown,
                 pricing_mode=plan.pricing.mode,
                 extra=extras,
                 notes=self.session.footer_notes(plan.earlier_turns),

@@ -25,7 +25,7 @@ from baseten_magic.core.errors import BasetenError, ParameterError
 from baseten_magic.core.params import validate_params
 from baseten_magic.core.pricing import PRICING_ENV, pricing_mode
 from baseten_magic.engine.session import NAMED_PARAMS, Session
-from baseten_magic.notebook.options import cell_options, options_help, parse_options, usage_error
+from baseten_magic.notebook.options import cell_options, option_rows, parse_options, usage_error
 from baseten_magic.notebook.plan import plan_cell
 from baseten_magic.notebook.subcommands import LocalSwitch, Subcommands
 from baseten_magic.render.result import register_result_display
@@ -196,8 +196,8 @@ class BasetenMagics(Magics):
     def baseten(self, line: str, cell: str | None = None) -> None:
         """Ask a Baseten model: the cell body is the prompt, the answer streams below.
 
-        As a line magic: %baseten cost | models [--refresh] | reset | help [params] | panel |
-        local [--tps N] | config.
+        As a line magic: %baseten cost | models [--refresh] | reset | help [options|params] |
+        panel | local [--tps N] | config.
         """
         if cell is None:
             Subcommands(self.session, self.local, self._options_help).run(line)
@@ -205,8 +205,8 @@ class BasetenMagics(Magics):
             self._cell(line, cell)
 
     @staticmethod
-    def _options_help() -> str:
-        return options_help(BasetenMagics.baseten)
+    def _options_help() -> list[tuple[str, str]]:
+        return option_rows(BasetenMagics.baseten)
 
     def _cell(self, line: str, cell: str) -> None:
         from baseten_magic.notebook.execute import run_cell
@@ -229,6 +229,7 @@ class BasetenMagics(Magics):
         except BasetenError as exc:  # ParameterError, ConfigurationError: nothing was sent
             raise usage_error(exc) from None
         self.session.last_prompt = cell
+        self.session.last_request = plan.request  # the panel's "Re-run last cell" sends it
         count = _shown_count(shell)
         run_cell(
             plan,

@@ -7,8 +7,11 @@ Rule: options are declared once, with IPython's `magic_arguments` (argparse), so
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import inspect
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from IPython.core import magic_arguments as _magic_arguments
@@ -79,12 +82,27 @@ def _options() -> list[_Decorator]:
     ]
 
 
+#: The usage line of `%%baseten?` (argparse would write all 18 options as `%baseten [-m ...]`).
+USAGE = "%(prog)s [options]   (the cell body is the prompt; %%baseten help for more)"
+
+
 def cell_options(func: _F) -> _F:
     """Give the magic method its argparse parser (`func.parser`) and the options in its help."""
     # As if stacked as decorators above `func`: the innermost (last listed) is applied first.
     for option in reversed(_options()):
         func = option(func)
-    return _magic_arguments_decorator()(func)
+    func = _magic_arguments_decorator()(func)
+    parser: Any = getattr(func, "parser")  # noqa: B009 (set by magic_arguments, untyped)
+    # magic_arguments names the parser after the method (%baseten) and prints every option in
+    # the usage line; `%%baseten?` shows this docstring, so it must name the cell magic.
+    # IPython's formatter also prefixes the usage with an RST "::" block; a plain one reads
+    # better in the pager and in `%baseten help`.
+    parser.prog = "%%baseten"
+    parser.usage = USAGE
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = inspect.cleandoc(parser.description or "")
+    func.__doc__ = str(parser.format_help())
+    return func
 
 
 def usage_error(error: BaseException) -> UsageError:
@@ -102,10 +120,64 @@ def split_words(line: str) -> list[str]:
 
 def parse_options(magic: Any, line: str) -> Any:
     """The options of a `%%baseten` line, by the parser `cell_options` gave `magic`."""
-    # IPython's MagicArgumentParser raises a one-line UsageError for a bad option.
-    return magic.parser.parse_args(split_words(line))
+    words = split_words(line)
+    try:
+        # IPython's MagicArgumentParser raises a one-line UsageError for a bad option.
+        return magic.parser.parse_args(words)
+    except UsageError:
+        unknown = _unknown_options(words, option_strings(magic))
+        if not unknown:
+            raise
+        raise UsageError(unknown_option_message(unknown[0], option_strings(magic))) from None
+
+
+def option_strings(magic: Any) -> list[str]:
+    """Every option string the `%%baseten` parser takes (`-m`, `--model`, ...)."""
+    return [name for action in magic.parser._actions for name in action.option_strings]
+
+
+def _unknown_options(words: Sequence[str], known: Sequence[str]) -> list[str]:
+    """The words that look like options but name none (`--temprature`, `--temprature=1`)."""
+    found = []
+    for word in words:
+        if word == "--":
+            break
+        # A negative number is a value ("--temperature -1" is not asked for, but "-1" is no
+        # option either), so only words starting with a letter after the dashes count.
+        name = word.split("=", 1)[0]
+        looks_like_option = name.startswith("-") and name.lstrip("-")[:1].isalpha()
+        # argparse also takes a prefix of a long option (--temp): that is not unknown.
+        prefix = any(k.startswith(name) for k in known if k.startswith("--"))
+        if looks_like_option and name not in known and not prefix:
+            found.append(name)
+    return found
+
+
+def unknown_option_message(option: str, known: Sequence[str]) -> str:
+    """One line for an option no parser knows, naming the closest one when there is one."""
+    if option.startswith("--"):
+        # Compared without the dashes they all share, so only the names' likeness counts.
+        names = {k[2:]: k for k in known if k.startswith("--")}
+        close = [names[n] for n in difflib.get_close_matches(option[2:], names, n=1, cutoff=0.7)]
+    else:  # one letter: only a change of case is a likely typo (-M for -m)
+        close = [k for k in known if k == option.lower()]
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"%%baseten has no option {option}; {hint}%%baseten? lists the options"
 
 
 def options_help(magic: Any) -> str:
     """The `%%baseten` options, as argparse formats them."""
     return str(magic.parser.format_help())
+
+
+def option_rows(magic: Any) -> list[tuple[str, str]]:
+    """The `%%baseten` options as (what to type, what it does) pairs, in `%%baseten?` order."""
+    rows = []
+    for action in magic.parser._actions:
+        if not action.option_strings:
+            continue
+        key = ", ".join(action.option_strings)
+        if action.nargs != 0:  # takes a value
+            key += f" {action.metavar or action.dest.upper()}"
+        rows.append((key, str(action.help or "")))
+    return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +26,7 @@ from baseten_magic.core.errors import BasetenError, ParameterError
 from baseten_magic.core.pricing import format_usd
 from baseten_magic.core.transcript import to_markdown
 from baseten_magic.engine.session import Session
-from baseten_magic.notebook.help import help_text, parameters_help
+from baseten_magic.notebook.help import HELP_TOPICS, help_bundle
 from baseten_magic.notebook.options import split_words, usage_error
 from baseten_magic.render.tables import (
     GROUPINGS,
@@ -88,9 +88,9 @@ _SPECS = (
     _Spec("reset", "", "forget the conversation"),
     _Spec(
         "help",
-        "[params]",
-        "this help (or only the request parameters)",
-        takes="'params'",
+        "[options|params]",
+        "this help (or every cell option, or the request parameters)",
+        takes="'options' or 'params'",
         example="params",
     ),
     _Spec("panel", "", "the widget panel"),
@@ -137,7 +137,7 @@ def _parser() -> _Parser:
     export.add_argument("--json", nargs="?", const="-", metavar="FILE")
     export.add_argument("--markdown", nargs="?", const="-", metavar="FILE")
     made["models"].add_argument("--refresh", action="store_true")
-    made["help"].add_argument("topic", nargs="?", choices=["params"])
+    made["help"].add_argument("topic", nargs="?", choices=HELP_TOPICS)
     made["local"].add_argument("--tps", metavar="N")
     return parser
 
@@ -184,7 +184,7 @@ class Subcommands:
 
     session: Session
     local: LocalSwitch
-    options_help: Callable[[], str]  # the `%%baseten` options, for `%baseten help`
+    options_help: Callable[[], Sequence[tuple[str, str]]]  # the cell options, for the help
 
     def run(self, line: str) -> None:
         """Parse `line` and run its subcommand; a problem is one UsageError line."""
@@ -274,10 +274,8 @@ class Subcommands:
         print(f"Conversation reset ({count} exchange{'s' if count != 1 else ''} forgotten).")
 
     def _help(self, args: Any) -> None:
-        if args.topic == "params":
-            print(parameters_help())
-        else:
-            print(help_text(self.options_help(), subcommands_help()))
+        rows = [(f"%baseten {s.name} {s.arguments}".rstrip(), s.summary) for s in _SPECS]
+        _display(help_bundle(args.topic, options=self.options_help(), subcommands=rows))
 
     def _panel(self, _args: Any) -> None:
         from baseten_magic.panel import show_panel

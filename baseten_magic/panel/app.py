@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import html
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -33,7 +34,7 @@ from baseten_magic.panel.controls import CompareControls, PanelSettings, Setting
 from baseten_magic.panel.surface import WidgetSurface
 from baseten_magic.render.painter import Painter
 
-__all__ = ["Panel", "find_session", "show_panel"]
+__all__ = ["Panel", "find_session", "saved_bundle", "show_panel"]
 
 #: The settings (the BasetenMagics traits) the panel's controls stand for.
 LINKED_TRAITS = (
@@ -48,6 +49,38 @@ LINKED_TRAITS = (
 )
 _ERROR_STYLE = "color: #c62828; font-size: 0.9em;"
 _COST_STYLE = "color: #555; font-size: 0.85em;"
+# The footer's error mark when the column's red line below it says why (said once, there).
+_SEE_BELOW = "the call failed; the reason is below"
+
+# The panel's own style sheet, shipped in an HTML widget (widget HTML is not sanitized, and
+# only this fixed text goes there). Answers get the cells' look: each slot carries JupyterLab's
+# `jp-RenderedHTMLCommon` class (fonts, table rules, code blocks), and what the widget CSS
+# sets for one-line controls (28 px line height, 13 px font, margins) is undone inside them;
+# tables sit at the left, as in an output area (JupyterLab centres them elsewhere).
+_PANEL_CSS = """<style>
+.bm-panel { gap: 2px; }
+.bm-panel .bm-title { font-weight: 600; font-size: var(--jp-ui-font-size2, 15px); }
+.bm-panel .bm-section { border-top: 1px solid var(--jp-border-color2, #e0e0e0);
+  padding: 6px 0 2px 0; }
+.bm-panel .bm-section-title { font-weight: 600; color: var(--jp-ui-font-color1, #333);
+  font-size: var(--jp-ui-font-size1, 13px); line-height: 1.6; }
+.bm-panel .bm-hint { color: var(--jp-ui-font-color2, #666); font-size: 12px; line-height: 1.5; }
+.bm-panel .bm-slot { margin: 0; font-size: var(--jp-content-font-size1, 14px);
+  font-family: var(--jp-content-font-family, system-ui, sans-serif);
+  color: var(--jp-content-font-color1, rgba(0, 0, 0, 0.87)); }
+.bm-panel .bm-slot > .widget-html-content { line-height: var(--jp-content-line-height, 1.6);
+  font-size: inherit; font-family: inherit; color: inherit; overflow-x: auto; }
+.bm-panel .bm-slot.jp-RenderedHTMLCommon { padding-right: 0; }
+.bm-panel .bm-slot table { margin-left: 0; margin-right: 0; }
+</style>"""
+
+# What a saved notebook shows in a static export (nbconvert), where a widget cannot render:
+# JupyterLab shows the widget's own text/plain there instead, so the line hides itself inside
+# a notebook panel and shows only outside one.
+_SAVED_HTML = (
+    "<style>.jp-NotebookPanel .bm-panel-saved { display: none; }</style>"
+    '<div class="bm-panel-saved" style="color: #555; font-style: italic;">{text}</div>'
+)
 
 
 def _error_html(message: str) -> str:
@@ -102,7 +135,7 @@ class _Column:
 
     def __init__(self) -> None:
         self.title = widgets.HTML("")
-        self.surface = WidgetSurface(widgets.VBox())
+        self.surface = WidgetSurface(widgets.VBox(layout=widgets.Layout(width="100%")))
         self.error = widgets.HTML("")
         self.widget = widgets.VBox(
             [self.title, self.surface.box, self.error],
@@ -117,6 +150,11 @@ class _Column:
 
 #: The panel's plain-text form: widget state is not saved with the notebook.
 SAVED_TEXT = "Baseten panel (a live widget: run this cell in a running kernel to use it)"
+
+
+def saved_bundle() -> dict[str, str]:
+    """The output beside the widget that a static export shows (hidden inside JupyterLab)."""
+    return {"text/html": _SAVED_HTML.replace("{text}", html.escape(SAVED_TEXT)), "text/plain": ""}
 
 
 class Panel:
@@ -134,13 +172,24 @@ class Panel:
         self.controls = SettingsControls(self.catalog)
         self.compare_controls = CompareControls(self.catalog)
         self.compare = widgets.ToggleButton(
-            value=False, description="Compare", icon="columns", tooltip="Run two settings"
+            value=False,
+            description="Compare",
+            icon="columns",
+            tooltip="Answer with a second model side by side",
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),
         )
         self.compare_controls.widget.layout.display = "none"
+        # Compare is about models: its switch sits beside the menu, model B right below.
+        self.controls.model_row.children = (*self.controls.model_row.children, self.compare)
+        self.controls.model_section.children = (
+            *self.controls.model_section.children,
+            self.compare_controls.widget,
+        )
         self.prompt = widgets.Textarea(
             value="",
-            placeholder="Ask something…",
-            layout=widgets.Layout(width="100%", height="6em"),
+            placeholder="Ask something…  (Send runs it with the settings above)",
+            # "auto", not "100%": the widget's margins would push a 100% box past the edge.
+            layout=widgets.Layout(width="auto", height="6em"),
         )
         self.send_button = widgets.Button(
             description="Send", button_style="primary", icon="paper-plane"
@@ -149,32 +198,44 @@ class Panel:
             description="Stop", button_style="danger", icon="stop", disabled=True
         )
         self.rerun_button = widgets.Button(
-            description="Re-run last cell's prompt",
+            description="Re-run last cell",
             icon="redo",
-            tooltip="Fill the prompt with the last %%baseten cell's prompt and send it",
+            tooltip="Send the last %%baseten cell's request again, as the cell sent it (its "
+            "model, options and conversation); the answer shows here",
             layout=widgets.Layout(width="auto"),
         )
         self.message = widgets.HTML("")
-        self.cost = widgets.HTML("")
+        self.cost = widgets.HTML("", layout=widgets.Layout(margin="0 0 0 auto"))
         self.columns = (_Column(), _Column())
         self.columns[1].widget.layout.display = "none"
         self.output = widgets.HBox(
             [column.widget for column in self.columns], layout=widgets.Layout(width="100%")
         )
+        actions = widgets.HBox(
+            [self.send_button, self.stop_button, self.rerun_button, self.cost],
+            layout=widgets.Layout(width="100%", align_items="center"),
+        )
+        prompt_section = widgets.VBox(
+            [widgets.HTML('<div class="bm-section-title">Prompt</div>'), self.prompt, actions],
+            layout=widgets.Layout(width="100%"),
+        )
+        self.output_section = widgets.VBox(
+            [widgets.HTML('<div class="bm-section-title">Answer</div>'), self.output],
+            layout=widgets.Layout(width="100%"),
+        )
         self.widget = widgets.VBox(
             [
-                widgets.HTML("<b>Baseten</b>"),
-                self.controls.widget,
-                self.compare,
-                self.compare_controls.widget,
-                self.prompt,
-                widgets.HBox([self.send_button, self.stop_button, self.rerun_button]),
+                widgets.HTML(_PANEL_CSS + '<div class="bm-title">Baseten</div>'),
+                self.controls.model_section,
+                self.controls.sampling_section,
+                prompt_section,
                 self.message,
-                self.output,
-                self.cost,
+                self.output_section,
             ],
             layout=widgets.Layout(width="100%"),
         )
+        for section in (prompt_section, self.output_section):
+            section.add_class("bm-section")
         # Stable class names: the page's own hooks for styling and browser tests.
         self.widget.add_class("bm-panel")
         for widget, name in (
@@ -205,6 +266,10 @@ class Panel:
         from IPython.display import display
 
         display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
+        # A saved notebook keeps the widget state (nbclient, papermill), so nbconvert picks
+        # the widget view over any fallback in its bundle and, without the widget JavaScript,
+        # exports nothing: a second output carries the readable line.
+        display(saved_bundle(), raw=True)  # type: ignore[no-untyped-call]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle: dict[str, Any] = dict(self.widget._repr_mimebundle_(**kwargs) or {})
@@ -297,6 +362,8 @@ class Panel:
 
     def _compare_changed(self, change: Mapping[str, Any]) -> None:
         on = bool(change["new"])
+        if on:
+            self.compare_controls.differ_from(str(self.controls.model.value))
         self.compare_controls.widget.layout.display = None if on else "none"
         self.columns[1].widget.layout.display = None if on else "none"
 
@@ -389,15 +456,37 @@ class Panel:
         return self.results
 
     def rerun_last(self) -> None:
-        """Fill the prompt with the last `%%baseten` cell's prompt and send it."""
-        last = self.session.last_prompt
-        if not last.strip():
+        """Send the last `%%baseten` cell's request again, as the cell sent it."""
+        request = self.session.last_request
+        if request is None:
             self.message.value = _error_html(
                 "no %%baseten cell has run in this session yet; run one, or type a prompt"
             )
             return
-        self.prompt.value = last
-        self.send()
+        if self.streaming:
+            self.message.value = _error_html(
+                "an answer is still streaming; press Stop or wait for it, then re-run"
+            )
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.message.value = _error_html(
+                "the panel streams on a running event loop, found none; use it in a Jupyter "
+                "kernel, or call rerun_last() from async code"
+            )
+            return
+        # The cell's model, options and conversation, not the panel's: the prompt box shows
+        # what is asked, the column title says whose settings answer.
+        self.message.value = ""
+        self.prompt.value = self.session.last_prompt
+        self.compare.value = False
+        column = self.columns[0]
+        title = f"Last cell's request · {request.model.display_name or request.model.slug}"
+        column.reset(f"<small><b>{html.escape(title)}</b></small>")
+        self._tasks = [loop.create_task(self._run(column, request))]
+        self._set_streaming(True)
+        self._tasks[0].add_done_callback(self._task_done)
 
     def _set_streaming(self, on: bool) -> None:
         self.send_button.disabled = on
@@ -433,8 +522,11 @@ class Panel:
             ticker.cancel()
         result = call.result
         if result is not None:
+            shown = session.shown(result)
+            if column.error.value and shown.status == "error":
+                shown = dataclasses.replace(shown, error=_SEE_BELOW)  # said once, below
             painter.finish(
-                session.shown(result),
+                shown,
                 pricing_mode=context.pricing.mode,
                 notes=session.footer_notes(),  # the budget, from 80% of the cap
             )

@@ -8,10 +8,12 @@ sends a request or touches the session's settings (the panel links the two).
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = [
     "PanelSettings",
     "SettingsControls",
     "model_label",
+    "offered_models",
     "parse_stop",
 ]
 
@@ -47,7 +50,33 @@ OWN_CONTROLS = (
 _DEDICATED = ("temperature", "top_p", "max_tokens", "reasoning_effort")
 _SET_BY_CALL = {"model": "the Model menu", "messages": "the prompt box", "stream": "the panel"}
 _EFFORTS = ("low", "medium", "high")
-_DESCRIPTION_STYLE = {"description_width": "130px"}
+# Labels sit in a fixed column so the controls line up; wide enough for "Reasoning effort".
+_DESCRIPTION_STYLE = {"description_width": "120px"}
+_FULL = {"width": "100%"}
+#: The words a control is labelled with; its tooltip carries the API name and range.
+LABELS = {
+    "temperature": "Temperature",
+    "top_p": "Top-p",
+    "min_p": "Min-p",
+    "presence_penalty": "Presence penalty",
+    "frequency_penalty": "Frequency penalty",
+    "repetition_penalty": "Repetition penalty",
+    "top_k": "Top-k",
+    "max_tokens": "Max tokens",
+    "seed": "Seed",
+    "stop": "Stop sequences",
+    "reasoning_effort": "Reasoning effort",
+}
+
+
+def tooltip(name: str, unset: str = "empty or unchecked: the server's default") -> str:
+    """A control's tooltip: what it does, then the API parameter, its range and its default."""
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        return ""
+    accepted = "" if spec.constraint == spec.help else f"; {spec.constraint}"
+    default = f"; server default {spec.default}" if spec.default else ""
+    return f"{spec.help} (API: {name}{accepted}{default}; {unset})"
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,12 @@ class PanelSettings:
         )
 
 
+def offered_models(catalog: Catalog, today: date | None = None) -> list[ModelInfo]:
+    """The models a menu offers: the catalog's, minus those retired by `today`."""
+    # Local until the catalog has its own `offered()`; the rule is the catalog's own dates.
+    return [info for info in catalog if not info.is_retired(today)]
+
+
 def model_label(info: ModelInfo) -> str:
     """A model's menu label: name, context length and price per million tokens in / out."""
     parts = [info.display_name or info.slug]
@@ -134,15 +169,21 @@ class OptionalSlider:
         step: float,
         default: float,
         label: str | None = None,
+        css_name: str | None = None,
     ) -> None:
         self.name = name
-        help_line = PARAMETERS[name].help if name in PARAMETERS else ""
+        hint = tooltip(name, "unchecked: the server's default")
+        words = html.escape(label or LABELS.get(name, name))
         self.enabled = widgets.Checkbox(
             value=False,
-            description=label or name,
+            # The checkbox shows its description as its hover text, not the tooltip: the
+            # label's own span carries the tooltip (the innermost title is the one shown).
+            description=f'<span class="bm-label" title="{html.escape(hint)}">{words}</span>',
+            description_allow_html=True,
             indent=False,
-            tooltip=f"{help_line} Unchecked: the server's default.",
-            layout=widgets.Layout(width="150px"),
+            tooltip=hint,
+            # Wide enough for "Repetition penalty"; never shrunk by the slider beside it.
+            layout=widgets.Layout(width="150px", flex="0 0 auto"),
         )
         self.slider = widgets.FloatSlider(
             value=default,
@@ -152,13 +193,15 @@ class OptionalSlider:
             disabled=True,
             continuous_update=False,
             readout_format=".2f",
-            tooltip=help_line,
-            layout=widgets.Layout(width="300px"),
+            tooltip=hint,
+            layout=widgets.Layout(flex="1 1 auto", min_width="120px", width="auto"),
         )
         self.default = default
         self.enabled.observe(self._toggle, names="value")
-        self.widget = widgets.HBox([self.enabled, self.slider])
-        self.widget.add_class("bm-param-" + (label or name).replace(" ", "-").lower())
+        self.widget = widgets.HBox(
+            [self.enabled, self.slider], layout=widgets.Layout(width="100%", min_width="0")
+        )
+        self.widget.add_class("bm-param-" + (css_name or name).replace("_", "-"))
 
     def _toggle(self, change: Mapping[str, Any]) -> None:
         self.slider.disabled = not change["new"]
@@ -182,16 +225,27 @@ class OptionalSlider:
         self.slider.observe(callback, names="value")
 
 
-def _text(name: str, label: str | None = None, placeholder: str = "server default") -> Any:
-    return widgets.Text(
+def _text(name: str, placeholder: str = "server default") -> Any:
+    box = widgets.Text(
         value="",
-        description=label or name,
+        description=LABELS.get(name, name),
         placeholder=placeholder,
-        tooltip=PARAMETERS[name].help if name in PARAMETERS else "",
+        tooltip=tooltip(name),
         continuous_update=False,
-        style=_DESCRIPTION_STYLE,
-        layout=widgets.Layout(width="300px"),
+        style={"description_width": "80px"},
+        layout=widgets.Layout(flex="1 1 0", min_width="0", width="auto"),
     )
+    box.add_class("bm-param-" + name.replace("_", "-"))
+    return box
+
+
+def _section(title: str, *children: Any, css: str) -> Any:
+    """One titled group of controls (model & reasoning, sampling, ...)."""
+    heading = widgets.HTML(f'<div class="bm-section-title">{title}</div>')
+    box = widgets.VBox([heading, *children], layout=widgets.Layout(width="100%"))
+    box.add_class("bm-section")
+    box.add_class(css)
+    return box
 
 
 class SettingsControls:
@@ -200,26 +254,33 @@ class SettingsControls:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.model = widgets.Dropdown(
-            options=[(model_label(info), info.slug) for info in catalog],
+            options=[(model_label(info), info.slug) for info in offered_models(catalog)],
             description="Model",
+            tooltip="The model that answers (API: model); retired models are not offered.",
             style=_DESCRIPTION_STYLE,
-            layout=widgets.Layout(width="520px"),
+            layout=widgets.Layout(flex="1 1 auto", width="auto", min_width="0", max_width="640px"),
         )
         self.reasoning_effort = widgets.Dropdown(
             options=[("server default", ""), *((e, e) for e in _EFFORTS)],
             value="",
             description="Reasoning effort",
-            tooltip=PARAMETERS["reasoning_effort"].help,
+            tooltip=tooltip("reasoning_effort"),
             style=_DESCRIPTION_STYLE,
-            layout=widgets.Layout(width="300px"),
+            layout=widgets.Layout(width="290px", flex="0 0 auto"),
         )
         self.thinking = widgets.ToggleButtons(
-            options=[("default", ""), ("on", "on"), ("off", "off")],
+            options=[("model default", ""), ("on", "on"), ("off", "off")],
             value="",
-            tooltip="Switch reasoning on or off on models where it is optional.",
-            style={"button_width": "64px"},
-            layout=widgets.Layout(width="420px"),
+            tooltips=[
+                "The model's own default (API: chat_template_args.enable_thinking unset)",
+                "Reasoning on, on models where it is optional",
+                "Reasoning off, on models where it is optional",
+            ],
+            # Sized to the longest label so none is cut short ("model default").
+            style={"button_width": "auto"},
+            layout=widgets.Layout(width="auto", flex="0 0 auto"),
         )
+        self.thinking.add_class("bm-thinking")
         self.temperature = OptionalSlider(
             "temperature", minimum=0.0, maximum=4.0, step=0.05, default=1.0
         )
@@ -241,26 +302,27 @@ class SettingsControls:
             value="",
             description="Stop sequences",
             placeholder="comma or newline separated",
-            tooltip="Up to 32 stop sequences; for one containing a comma use "
+            tooltip="Up to 32 stop sequences (API: stop); for one containing a comma use "
             'stop=["a, b"] under Advanced.',
             continuous_update=False,
             style=_DESCRIPTION_STYLE,
-            layout=widgets.Layout(width="520px", height="3.2em"),
+            layout=widgets.Layout(width="auto", height="2.6em"),
         )
         self.system = widgets.Textarea(
             value="",
             description="System prompt",
             placeholder="none",
+            tooltip="Sent first, before the prompt (a message with role system).",
             continuous_update=False,
             style=_DESCRIPTION_STYLE,
-            layout=widgets.Layout(width="520px", height="4em"),
+            layout=widgets.Layout(width="auto", height="3.6em"),
         )
         self.advanced = widgets.Textarea(
             value="",
             placeholder="NAME=VALUE, one per line (VALUE is JSON if it parses), e.g.\n"
             'logprobs=true\nresponse_format={"type": "json_object"}',
             continuous_update=False,
-            layout=widgets.Layout(width="520px", height="7em"),
+            layout=widgets.Layout(width="auto", height="7em"),
         )
         self.advanced_box = widgets.Accordion(
             children=[
@@ -272,10 +334,12 @@ class SettingsControls:
                             "them.</small>"
                         ),
                         self.advanced,
-                    ]
+                    ],
+                    layout=widgets.Layout(width="100%"),
                 )
             ],
             titles=("Advanced",),
+            layout=widgets.Layout(width="auto"),  # "100%" plus its margins would stick out
         )
         self.sliders = (
             self.temperature,
@@ -289,28 +353,45 @@ class SettingsControls:
         self.reasoning_effort.observe(self._refresh_enabled, names="value")
         self.thinking.observe(self._refresh_enabled, names="value")
         self._model_changed({"new": self.model.value})
+        thinking_label = widgets.Label(
+            "Thinking", layout=widgets.Layout(margin="0 6px 0 24px", flex="0 0 auto")
+        )
+        # The model row is left to the panel, which puts the Compare switch beside the menu.
+        self.model_row = widgets.HBox([self.model], layout=widgets.Layout(width="100%"))
+        self.reasoning = widgets.HBox(
+            # A label beside the buttons: the widget's own description would wrap.
+            [self.reasoning_effort, thinking_label, self.thinking],
+            layout=widgets.Layout(width="100%", flex_flow="row wrap", align_items="center"),
+        )
+        self.model_section = _section(
+            "Model &amp; reasoning", self.model_row, self.reasoning, css="bm-models"
+        )
+        sliders = widgets.GridBox(
+            [s.widget for s in self.sliders],
+            layout=widgets.Layout(
+                width="100%",
+                # Column by column: temperature, top-p, min-p | the three penalties.
+                grid_template_columns="repeat(2, minmax(0, 1fr))",
+                grid_template_rows="repeat(3, auto)",
+                grid_auto_flow="column",
+                grid_gap="0 24px",
+            ),
+        )
+        numbers = widgets.HBox(
+            [self.top_k, self.max_tokens, self.seed],
+            layout=widgets.Layout(width="100%", grid_gap="0 12px"),
+        )
+        self.sampling_section = _section(
+            "Sampling",
+            sliders,
+            numbers,
+            self.stop,
+            self.system,
+            self.advanced_box,
+            css="bm-sampling",
+        )
         self.widget = widgets.VBox(
-            [
-                self.model,
-                widgets.HBox(
-                    [
-                        self.reasoning_effort,
-                        # A label beside the buttons: the widget's own description wraps.
-                        widgets.Label("Thinking", layout=widgets.Layout(margin="0 4px 0 24px")),
-                        self.thinking,
-                    ]
-                ),
-                widgets.HBox(
-                    [
-                        widgets.VBox([s.widget for s in self.sliders[:3]]),
-                        widgets.VBox([s.widget for s in self.sliders[3:]]),
-                    ]
-                ),
-                widgets.HBox([self.top_k, self.max_tokens, self.seed]),
-                self.stop,
-                self.system,
-                self.advanced_box,
-            ]
+            [self.model_section, self.sampling_section], layout=widgets.Layout(width="100%")
         )
 
     # -- model-dependent controls -------------------------------------------------------------
@@ -490,22 +571,47 @@ class CompareControls:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        offered = offered_models(catalog)
         self.model = widgets.Dropdown(
-            options=[(model_label(info), info.slug) for info in catalog],
+            options=[(model_label(info), info.slug) for info in offered],
+            # The second offered model, so A and B differ out of the box.
+            value=offered[1].slug if len(offered) > 1 else None,
             description="Model B",
+            tooltip="The model of the second answer; the other settings are shared with A.",
             style=_DESCRIPTION_STYLE,
-            layout=widgets.Layout(width="520px"),
+            layout=widgets.Layout(flex="1 1 auto", width="auto", min_width="0", max_width="640px"),
         )
         self.temperature = OptionalSlider(
-            "temperature", minimum=0.0, maximum=4.0, step=0.05, default=1.0, label="temperature B"
+            "temperature",
+            minimum=0.0,
+            maximum=4.0,
+            step=0.05,
+            default=1.0,
+            label="Temperature B",
+            css_name="temperature-b",
         )
+        self.temperature.widget.layout.max_width = "50%"
         self.widget = widgets.VBox(
             [
-                widgets.HTML("<b>Compare with</b> <small>(the other settings are shared)</small>"),
-                self.model,
+                widgets.HTML(
+                    '<div class="bm-hint">Compare with: model B answers the same prompt '
+                    "beside A; the other settings are shared.</div>"
+                ),
+                widgets.HBox([self.model], layout=widgets.Layout(width="100%")),
                 self.temperature.widget,
-            ]
+            ],
+            layout=widgets.Layout(width="100%"),
         )
+        self.widget.add_class("bm-compare-controls")
+
+    def differ_from(self, slug: str) -> None:
+        """Pick another offered model for B when B is the same as A (`slug`)."""
+        if self.model.value != slug:
+            return
+        for _label, value in self.model.options:
+            if value != slug:
+                self.model.value = value
+                return
 
     def apply(self, shared: PanelSettings) -> PanelSettings:
         """Settings B: `shared` with model B and temperature B, minus options B cannot take."""

@@ -38,7 +38,10 @@ class WidgetSurface:
 
     def show(self, bundle: Mapping[str, str]) -> SlotId:
         """Append a new slot showing `bundle`; returns the slot's handle."""
-        child = widgets.HTMLMath(value=_markup(bundle))
+        child = widgets.HTMLMath(value=_markup(bundle), layout=widgets.Layout(width="100%"))
+        # JupyterLab's class for rendered HTML output: answers look as they do in a cell.
+        child.add_class("jp-RenderedHTMLCommon")
+        child.add_class("bm-slot")
         self._slots.append(child)
         self._plain.append(bundle.get("text/plain", ""))
         # One children message per new block (a list of model ids), never per paint.

@@ -293,3 +293,30 @@ def test_api_key_never_reaches_iopub(kernel: KernelSession, speed: LocalServer) 
     stopped = kernel.wait(msg_id, timeout=30)
     assert stopped.error_name == "KeyboardInterrupt"
     assert _leaks(stopped, key, key[:12], key[-12:]) == []
+
+
+def test_an_http_error_is_said_once_and_stops_run_all(server: LocalServer, tmp_path: Path) -> None:
+    from harness.kernel import run_notebook, write_notebook
+    from nbclient.exceptions import CellExecutionError
+
+    cells = ["%load_ext baseten_magic", "%%baseten -m acme/no-such-model\nhello", "print('after')"]
+    path = write_notebook(tmp_path / "error.ipynb", cells)
+    env = {**server_env(server), "BASETEN_MAGIC_LEDGER": str(tmp_path / "ledger.sqlite3")}
+    with pytest.raises(CellExecutionError, match="HTTP 404"):
+        run_notebook(path, env)  # Run All stops at the failing cell, as papermill would
+    executed = run_notebook(path, env, allow_errors=True)
+    outputs = executed.cells[1].outputs
+    said = [
+        text
+        for output in outputs
+        for text in (
+            output.get("text", ""),
+            *(str(v) for v in output.get("data", {}).values()),
+            output.get("evalue", ""),
+        )
+        if "does not exist" in text
+    ]
+    assert len(said) == 1, outputs  # the message is in the error line only
+    (error,) = [o for o in outputs if o.output_type in ("error", "stream") and "HTTP 404" in str(o)]
+    assert "UsageError" in str(error)
+    assert any("the reason is below" in str(o.get("data", {})) for o in outputs)

@@ -75,3 +75,22 @@ def test_stop_from_another_cell_interrupts_the_stream(kernel: KernelSession) -> 
     )
     assert stopped.status == "ok", stopped.stderr
     assert stopped.stdout.split("\n")[:2] == ["interrupted interrupted", "True"]
+
+
+def test_a_saved_panel_exports_as_a_readable_line(tmp_path: Path) -> None:
+    import re
+
+    import nbformat
+    from harness.kernel import run_notebook, write_notebook
+    from nbconvert import HTMLExporter
+
+    from baseten_magic.panel.app import SAVED_TEXT
+
+    path = write_notebook(tmp_path / "panel.ipynb", ["%load_ext baseten_magic\n%baseten panel"])
+    executed = run_notebook(path)
+    # nbclient saves the widget state, so nbconvert renders the widget view, not its text.
+    assert "widgets" in executed.metadata
+    nbformat.write(executed, path)  # type: ignore[no-untyped-call]
+    body, _ = HTMLExporter().from_filename(str(path))  # type: ignore[no-untyped-call]
+    line = re.search(r'<div class="bm-panel-saved"[^>]*>([^<]*)</div>', body)
+    assert line is not None and line.group(1) == SAVED_TEXT

@@ -551,3 +551,17 @@ def test_error_bodies_are_scrubbed_of_the_key() -> None:
         c.stream(_body())
     assert secret not in json.dumps(info.value.body)
     assert secret not in str(info.value)
+
+
+def test_a_404_without_a_model_list_gets_one_of_offered_models(
+    local_server: LocalServer,
+) -> None:
+    local_server.inject(Fault("status", status=404, message="no such model"))
+    with Client() as c, pytest.raises(errors.ModelNotFoundError) as info:
+        c.stream(_body() | {"model": "acme/gone"})
+    message = str(info.value)
+    assert "no such model" in message
+    assert "model 'acme/gone' is not served; use one of: " in message
+    assert "openai/gpt-oss-120b" in message
+    assert "DeepSeek-V3-0324" not in message  # retired: never suggested
+    assert "\n" not in message

@@ -180,7 +180,7 @@ def test_reasoning_effort_and_no_stream(shell: Any, server: LocalServer) -> None
 @pytest.mark.parametrize(
     ("line", "cell", "fragment"),
     [
-        ("--bogus", "hi", "unrecognized arguments"),
+        ("--bogus", "hi", "%%baseten has no option --bogus; %%baseten? lists the options"),
         ("--temperature 9", "hi", "temperature must be"),
         ("--temperature warm", "hi", "temperature must be"),
         ("--param top_kk=3", "hi", "did you mean 'top_k'"),
@@ -502,10 +502,15 @@ def test_models_config_help_and_unknown(shell: Any, server: LocalServer) -> None
         shell.run_line_magic("baseten", "config")
     assert "API key          set" in captured.stdout
     assert server.api_key not in captured.stdout
+    # The help is a display (HTML and plain text), no longer printed text.
     with capture_output() as captured:
         shell.run_line_magic("baseten", "help")
-    for text in ("--param NAME=VALUE", "@assistant", "{{name}}", "top_k", "REPLACES"):
-        assert text in captured.stdout
+    overview = captured.outputs[-1].data["text/plain"]
+    for text in ("--param NAME=VALUE", "@assistant", "{{name}}", "replaces its exchange"):
+        assert text in overview
+    with capture_output() as captured:
+        shell.run_line_magic("baseten", "help params")
+    assert "top_k" in captured.outputs[-1].data["text/plain"]
     with pytest.raises(UsageError, match="did you mean 'cost'"):
         shell.run_line_magic("baseten", "cots")
     with pytest.raises(UsageError, match="takes no arguments"):
@@ -527,7 +532,7 @@ def test_models_config_help_and_unknown(shell: Any, server: LocalServer) -> None
         ),
         (
             "help params more",
-            "%baseten help takes only 'params', got 'params more'; "
+            "%baseten help takes only 'options' or 'params', got 'params more'; "
             "run %baseten help or %baseten help params",
         ),
         (
@@ -678,3 +683,33 @@ def test_schema_cell_parses_into_a_dataclass(shell: Any) -> None:
     assert isinstance(result.parsed, Point)
     assert isinstance(result.parsed.x, int)
     assert "label" in final_text(captured)
+
+
+# -- said once --------------------------------------------------------------------------------
+
+
+def test_an_http_error_is_said_once_and_still_fails_the_cell(
+    shell: Any, server: LocalServer, ledger_file: Path
+) -> None:
+    with capture_output() as captured, pytest.raises(UsageError) as info:
+        shell.run_cell_magic("baseten", "-m acme/no-such-model", "hello")
+    message = str(info.value)
+    assert message.startswith("HTTP 404: Model 'acme/no-such-model' does not exist")
+    # One list of models, without the retired ones, and no contradicting second sentence.
+    assert message.count("openai/gpt-oss-120b") == 1
+    assert "DeepSeek-V3-0324" not in message
+    assert "unknown or retired" not in message
+    shown = final_text(captured)
+    assert "does not exist" not in shown  # the message is the error line's alone
+    assert "⚠ error: the call failed; the reason is below" in shown
+    assert shell.user_ns["_baseten"].error == message  # the result keeps the whole message
+    assert [r.status for r in ledger_rows(ledger_file)] == ["error"]
+
+
+def test_a_typod_option_or_subcommand_gets_a_hint(shell: Any, server: LocalServer) -> None:
+    before = server.request_count
+    with pytest.raises(UsageError, match=r"did you mean --temperature\?"):
+        shell.run_cell_magic("baseten", "--temprature 0.5", "hi")
+    assert server.request_count == before
+    with pytest.raises(UsageError, match="did you mean 'help'"):
+        shell.run_line_magic("baseten", "hlep")

@@ -16,6 +16,7 @@ from typing import Any
 import ipywidgets as widgets
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
 from baseten_magic.notebook.magics import BasetenMagics
 from baseten_magic.panel.app import LINKED_TRAITS, Panel, find_session, show_panel
@@ -161,6 +162,69 @@ def test_model_labels_show_context_and_prices(panel: Panel) -> None:
     assert "$0.60 / $2.20 per M" in label
     info = panel.catalog.resolve("gpt-oss")
     assert model_label(info) == labels[info.slug]
+
+
+def test_retired_models_are_neither_offered_nor_defaulted(panel: Panel) -> None:
+    from datetime import date
+
+    from baseten_magic.panel.controls import offered_models
+
+    retired = {"deepseek-ai/DeepSeek-V3-0324", "zai-org/GLM-4.6"}  # both retired 2026-05-01
+    slugs = {info.slug for info in offered_models(panel.catalog, date(2026, 12, 1))}
+    assert slugs and not slugs & retired
+    assert retired <= {info.slug for info in offered_models(panel.catalog, date(2026, 4, 30))}
+    for menu in (panel.controls.model, panel.compare_controls.model):
+        assert not {value for _, value in menu.options} & retired
+        assert all("retired" not in label for label, _ in menu.options)
+    # Model B differs from model A out of the box, and again once Compare is switched on.
+    assert panel.compare_controls.model.value != panel.controls.model.value
+    panel.compare_controls.model.value = panel.controls.model.value
+    panel.compare.value = True
+    assert panel.compare_controls.model.value != panel.controls.model.value
+    assert panel.compare_controls.model.value not in retired
+
+
+def test_controls_have_human_labels_and_tooltips_with_the_api_name(panel: Panel) -> None:
+    from baseten_magic.panel.controls import LABELS
+
+    controls = panel.controls
+    penalty = controls.presence_penalty.enabled
+    assert "Presence penalty" in penalty.description
+    assert "presence_penalty" not in penalty.description.split(">", 1)[1]  # not in the words
+    assert "API: presence_penalty; a number from -2 to 2" in penalty.tooltip
+    assert "API: presence_penalty" in controls.presence_penalty.slider.tooltip
+    assert controls.top_k.description == "Top-k"
+    assert "API: top_k" in controls.top_k.tooltip and "server default 50" in controls.top_k.tooltip
+    assert controls.max_tokens.description == "Max tokens"
+    assert all(" " not in name and name.islower() for name in LABELS)  # keyed by API name
+    labels = [label for label, _ in controls.thinking.options]
+    assert labels == ["model default", "on", "off"]
+    # Compare sits with the models, before the sampling controls and the prompt.
+    assert panel.compare in controls.model_row.children
+    assert panel.compare_controls.widget in controls.model_section.children
+    order = list(panel.widget.children)
+    assert order.index(controls.model_section) < order.index(controls.sampling_section)
+
+
+def test_answers_carry_the_cells_html_class() -> None:
+    surface = WidgetSurface()
+    surface.show({"text/html": "<p>one</p>", "text/plain": "one"})
+    assert "jp-RenderedHTMLCommon" in surface.slots[0]._dom_classes
+
+
+def test_the_panel_display_adds_a_line_for_static_exports(panel: Panel) -> None:
+    from IPython.utils.capture import capture_output
+
+    from baseten_magic.panel.app import SAVED_TEXT
+
+    with capture_output() as captured:
+        panel._ipython_display_()
+    widget, saved = (output.data for output in captured.outputs)
+    assert "application/vnd.jupyter.widget-view+json" in widget
+    assert widget["text/plain"] == SAVED_TEXT
+    assert SAVED_TEXT in saved["text/html"]
+    assert ".jp-NotebookPanel .bm-panel-saved { display: none; }" in saved["text/html"]
+    assert saved["text/plain"] == ""  # text front ends already have the widget's line
 
 
 def test_parse_stop_accepts_commas_and_newlines() -> None:
@@ -448,12 +512,19 @@ def test_compare_runs_two_answers_side_by_side(
     assert panel.columns[1].widget.layout.display == "none"
 
 
-def test_rerun_last_cell_prompt(panel: Panel, magics: BasetenMagics, server: LocalServer) -> None:
+def test_rerun_last_cell_sends_the_cells_request(
+    panel: Panel, magics: BasetenMagics, server: LocalServer
+) -> None:
+    # It used to re-send the prompt with the panel's settings; now the cell's request as sent.
     run(lambda: _click(panel.rerun_button))
     assert "no %%baseten cell has run" in error_line(panel)
+    assert panel.rerun_button.description == "Re-run last cell"
 
-    magics.session.last_prompt = "Name three rivers."
-    magics.temperature = 0.4
+    with capture_output():
+        magics.baseten("-m kimi-thinking --temperature 0.4", "Name three rivers.")
+    cell_body = server.requests[-1].body
+    magics.temperature = 1.5  # the panel's settings now differ from the cell's
+    assert panel.controls.model.value == "openai/gpt-oss-120b"
 
     async def go() -> list[Any]:
         panel.rerun_button.click()
@@ -463,9 +534,12 @@ def test_rerun_last_cell_prompt(panel: Panel, magics: BasetenMagics, server: Loc
     assert panel.prompt.value == "Name three rivers."
     assert result.status == "ok"
     body = server.requests[-1].body
+    assert body == cell_body
     assert body is not None
-    assert body["messages"][-1] == {"role": "user", "content": "Name three rivers."}
+    assert body["model"] == "moonshotai/Kimi-K2-Thinking"
     assert body["temperature"] == pytest.approx(0.4)
+    assert "Kimi K2 Thinking" in panel.columns[0].title.value
+    assert magics.session.ledger.rows()[-1].source == "panel"
 
 
 def test_send_while_streaming_is_refused(panel: Panel, server: LocalServer) -> None:
@@ -494,6 +568,10 @@ def test_an_http_error_shows_in_the_column(panel: Panel, magics: BasetenMagics) 
     assert "color: #c62828" in column.error.value
     assert "Traceback" not in column.error.value
     assert "⚠ error" in column.surface.text
+    # Said once: the red line has the message, the footer only marks the failure.
+    assert "HTTP 404" in column.error.value
+    assert "HTTP 404" not in column.surface.text
+    assert "the reason is below" in column.surface.text
     assert magics.session.ledger.rows()[-1].status == "error"
 
 
