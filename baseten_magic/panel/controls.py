@@ -13,7 +13,6 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +30,6 @@ __all__ = [
     "PanelSettings",
     "SettingsControls",
     "model_label",
-    "offered_models",
     "parse_stop",
 ]
 
@@ -119,12 +117,6 @@ class PanelSettings:
             params=self.request_params(),
             catalog=catalog,
         )
-
-
-def offered_models(catalog: Catalog, today: date | None = None) -> list[ModelInfo]:
-    """The models a menu offers: the catalog's, minus those retired by `today`."""
-    # Local until the catalog has its own `offered()`; the rule is the catalog's own dates.
-    return [info for info in catalog if not info.is_retired(today)]
 
 
 def model_label(info: ModelInfo) -> str:
@@ -254,7 +246,7 @@ class SettingsControls:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.model = widgets.Dropdown(
-            options=[(model_label(info), info.slug) for info in offered_models(catalog)],
+            options=[(model_label(info), info.slug) for info in catalog.offered()],
             description="Model",
             tooltip="The model that answers (API: model); retired models are not offered.",
             style=_DESCRIPTION_STYLE,
@@ -571,7 +563,7 @@ class CompareControls:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        offered = offered_models(catalog)
+        offered = catalog.offered()
         self.model = widgets.Dropdown(
             options=[(model_label(info), info.slug) for info in offered],
             # The second offered model, so A and B differ out of the box.

@@ -167,12 +167,10 @@ def test_model_labels_show_context_and_prices(panel: Panel) -> None:
 def test_retired_models_are_neither_offered_nor_defaulted(panel: Panel) -> None:
     from datetime import date
 
-    from baseten_magic.panel.controls import offered_models
-
     retired = {"deepseek-ai/DeepSeek-V3-0324", "zai-org/GLM-4.6"}  # both retired 2026-05-01
-    slugs = {info.slug for info in offered_models(panel.catalog, date(2026, 12, 1))}
+    slugs = {info.slug for info in panel.catalog.offered(date(2026, 12, 1))}
     assert slugs and not slugs & retired
-    assert retired <= {info.slug for info in offered_models(panel.catalog, date(2026, 4, 30))}
+    assert retired <= {info.slug for info in panel.catalog.offered(date(2026, 4, 30))}
     for menu in (panel.controls.model, panel.compare_controls.model):
         assert not {value for _, value in menu.options} & retired
         assert all("retired" not in label for label, _ in menu.options)
