@@ -20,6 +20,8 @@ BASE_URL_ENV = "BASETEN_BASE_URL"
 LEDGER_ENV = "BASETEN_MAGIC_LEDGER"
 TIMEOUT_ENV = "BASETEN_MAGIC_TIMEOUT"
 DEFAULT_TIMEOUT_S = 120.0
+#: Every place the timeout can be raised, for the messages that say to raise it.
+TIMEOUT_HINT = f"{TIMEOUT_ENV}=<seconds>, timeout=..., or %config BasetenMagics.timeout = <seconds>"
 DEFAULT_BASE_URL = "https://inference.baseten.co/v1"
 ROUTE_ENV = "BASETEN_MAGIC_ROUTE"
 XPAY_KEY_ENV = "XPAY_KEY"

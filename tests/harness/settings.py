@@ -27,3 +27,5 @@ class PlainSettings:
     stream: bool = True
     show_reasoning: bool = True
     paint_interval: float = 0.09
+    route: str = ""
+    timeout: float | None = None
