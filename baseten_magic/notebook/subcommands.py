@@ -238,7 +238,10 @@ class Subcommands:
         before = os.environ.get(name)
         os.environ[name] = key
         try:  # the same checks a call makes (a key that cannot be sent is refused now)
-            environment.xpay_key() if route == "xpay" else environment.api_key()
+            if route == "xpay":
+                environment.xpay_key()
+            else:
+                environment.api_key()
         except BasetenError:
             if before is None:
                 os.environ.pop(name, None)
@@ -247,8 +250,8 @@ class Subcommands:
             raise
         self.session.discard_client()  # the next call starts with the new key
         print(
-            f"{name} is set for this kernel ({len(key)} characters, not shown); it is not "
-            "saved in the notebook and is gone when the kernel stops."
+            f"{name} is set for this kernel (not shown); it is not saved in the notebook and "
+            "is gone when the kernel stops."
         )
 
 
