@@ -1,6 +1,6 @@
 """The environment, read at call time: route, keys, URLs, ledger path, timeout; redaction.
 
-Rule: nothing here is cached, so `%env BASETEN_API_KEY=...` takes effect on the next call, and no
+Rule: nothing here is cached, so a key set with `%baseten key` takes effect on the next call, and no
 function returns or raises text that contains a key (run `redact` on anything that might). The
 reseller's key travels in a URL query (`?key=...`), so `redact` also blanks `key=` query values.
 """
@@ -20,6 +20,8 @@ BASE_URL_ENV = "BASETEN_BASE_URL"
 LEDGER_ENV = "BASETEN_MAGIC_LEDGER"
 TIMEOUT_ENV = "BASETEN_MAGIC_TIMEOUT"
 DEFAULT_TIMEOUT_S = 120.0
+#: Every place the timeout can be raised, for the messages that say to raise it.
+TIMEOUT_HINT = f"{TIMEOUT_ENV}=<seconds>, timeout=..., or %config BasetenMagics.timeout = <seconds>"
 DEFAULT_BASE_URL = "https://inference.baseten.co/v1"
 ROUTE_ENV = "BASETEN_MAGIC_ROUTE"
 XPAY_KEY_ENV = "XPAY_KEY"
@@ -49,8 +51,9 @@ def api_key() -> str:
     if not key:
         raise ConfigurationError(
             f"{API_KEY_ENV} is not set; create a key at https://app.baseten.co/settings/api_keys "
-            f"and set it with %env {API_KEY_ENV}=... or os.environ (for the offline local server "
-            "see `python -m baseten_magic.server`)"
+            f"and set it with %baseten key (a hidden prompt), os.environ or the shell, not %env, "
+            "which echoes it into the notebook (for the offline local server see "
+            "`python -m baseten_magic.server`)"
         )
     return check_api_key(key)
 
@@ -100,8 +103,8 @@ def xpay_key() -> str:
     if not key:
         raise ConfigurationError(
             f"{XPAY_KEY_ENV} is not set; the xpay route needs the reseller's key: set it with "
-            f"%env {XPAY_KEY_ENV}=... or os.environ (for the offline stand-in see "
-            "`python -m baseten_magic.server --mcp`)"
+            "%baseten key --route xpay (a hidden prompt), os.environ or the shell (for the "
+            "offline stand-in see `python -m baseten_magic.server --mcp`)"
         )
     if _HEADER_UNSAFE.search(key) or any(c in key for c in "&#?/ "):
         raise ConfigurationError(

@@ -32,6 +32,7 @@ from baseten_magic.core.errors import (
     StreamError,
 )
 from baseten_magic.core.params import PARAMETERS
+from baseten_magic.core.settings import TIMEOUT_HINT
 from baseten_magic.core.stream import error_text
 
 TOOL_NAME = "baseten_chat_completions"
@@ -326,7 +327,8 @@ def rpc_error(
         return status_error(http_status, detail, rpc_code=code)
     if code == REQUEST_TIMEOUT:
         return APITimeoutError(
-            f"the reseller did not answer in time ({detail}); retry, or raise the timeout"
+            f"the reseller did not answer in time ({detail}); retry, or raise the timeout "
+            f"({TIMEOUT_HINT})"
         )
     if code == CONNECTION_CLOSED:
         return APIConnectionError(

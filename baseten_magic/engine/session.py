@@ -6,7 +6,9 @@ notebook, the `BasetenMagics` traits, so `%config` and the panel's controls are 
 client, the ledger, the session id, the conversation, and what `%baseten cost` shows
 (`history`, `rows`). Every call a front end makes starts at `context_for` and ends at
 `remember`, so a session-wide rule (a spend cap checked before a call, a response cache) has
-one place to live. Nothing here imports httpx until a client is asked for.
+one place to live. Clients come from `io.routes` for the settings' route and timeout (read at
+each call, so `%config` takes effect on the next one); nothing here imports httpx or mcp until
+a client is asked for.
 
 The spend cap: the session's `budget` is shared by its cells, its panel and `chat()` /
 `achat()` run in its shell. Its cap is read when a call starts, from the `budget_usd` setting,
@@ -17,9 +19,10 @@ the budget while it runs (two panel columns, or a tool loop's rounds, each hold 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -33,15 +36,20 @@ from baseten_magic.core.budget import (
 from baseten_magic.core.catalog import Catalog, default_catalog
 from baseten_magic.core.pricing import Pricing, format_usd, pricing_mode
 from baseten_magic.core.result import ChatResult, Source
-from baseten_magic.core.settings import ledger_path
+from baseten_magic.core.settings import Route, ledger_path
 from baseten_magic.core.stream import Delta
 from baseten_magic.core.transcript import Turn
 from baseten_magic.engine.call import CallContext, PreparedRequest
 from baseten_magic.engine.conversation import Conversation
 from baseten_magic.io.ledger import Ledger, LedgerRow
+from baseten_magic.io.routes import async_client_for, client_for, route_of
 
 if TYPE_CHECKING:
     from baseten_magic.io.client import AsyncClient, Client
+    from baseten_magic.io.xpay import AsyncXPayClient, XPayClient
+
+#: Told (progress, total, message) when the reseller's server reports progress on a call.
+Progress = Callable[[float, float | None, str | None], None]
 
 __all__ = ["NAMED_PARAMS", "Session", "SessionOwner", "Settings", "registered_session"]
 
@@ -80,6 +88,10 @@ class Settings(Protocol):
     def paint_interval(self) -> float: ...
     @property
     def budget_usd(self) -> float | None: ...
+    @property
+    def route(self) -> str: ...
+    @property
+    def timeout(self) -> float | None: ...
 
 
 class Session:
@@ -95,7 +107,8 @@ class Session:
         # ... and its request as the cell sent it (model, options, conversation).
         self.last_request: PreparedRequest | None = None
         self._catalog: Catalog | None = None  # set by `refresh_models`
-        self._client: Client | None = None
+        self._client: Client | XPayClient | None = None
+        self._client_key: tuple[Route, float | None] | None = None  # what `_client` was built for
         self._ledger: Ledger | None = None
         self._budget = Budget(
             raise_hint=(
@@ -103,6 +116,7 @@ class Session:
                 f"(or the env variable {BUDGET_ENV})"
             )
         )
+        self._progress: Progress | None = None  # who hears the reseller's progress, if anyone
 
     def __repr__(self) -> str:
         return (
@@ -160,6 +174,16 @@ class Session:
             notes.append(budget)
         return notes
 
+    def route(self, override: str | None = None) -> Route:
+        """The route a call takes: `override`, else the `route` setting, else
+        `BASETEN_MAGIC_ROUTE` (read now); an unknown one is a ConfigurationError."""
+        return route_of(override or self.settings.route or None)
+
+    def timeout(self) -> float | None:
+        """The `timeout` setting in seconds; None (unset or 0): `BASETEN_MAGIC_TIMEOUT` decides."""
+        value = self.settings.timeout
+        return float(value) if value else None
+
     # -- the shared resources ----------------------------------------------------------------
 
     @property
@@ -171,37 +195,58 @@ class Session:
         return self._ledger
 
     @property
-    def client(self) -> Client:
-        """The HTTP client the session's blocking calls share (a new one after an interrupt)."""
-        if self._client is None:
-            from baseten_magic.io.client import Client  # httpx loads with the first call
+    def client(self) -> Client | XPayClient:
+        """The blocking client of the settings' route (a new one after an interrupt)."""
+        return self.client_on(self.route())
 
-            self._client = Client()
+    def client_on(self, route: Route) -> Client | XPayClient:
+        """The blocking client the session's calls on `route` share. It is rebuilt when the
+        route or the timeout setting changed since it was made, so `%config` applies at once."""
+        key = (route, self.timeout())
+        if self._client is not None and self._client_key != key:
+            self.close()
+        if self._client is None:
+            # httpx (or mcp) loads with the first call.
+            self._client = client_for(route, timeout=key[1], on_progress=self._relay_progress)
+            self._client_key = key
         return self._client
 
-    def async_client(self) -> AsyncClient:
+    def async_client(self, route: Route | None = None) -> AsyncClient | AsyncXPayClient:
         """A client for one async call (`async with session.async_client() as client`).
 
         One per call, not one per session: an async pool belongs to the event loop it was made
         on, and an interrupted call discards its whole pool, which must not cut a call running
         beside it (the panel's compare column).
         """
-        from baseten_magic.io.client import AsyncClient
+        return async_client_for(route or self.route(), timeout=self.timeout())
 
-        return AsyncClient()
+    @contextlib.contextmanager
+    def progress_to(self, listener: Progress) -> Iterator[None]:
+        """Send the reseller's progress reports to `listener` while the block runs (they arrive
+        on the client's worker thread)."""
+        self._progress = listener
+        try:
+            yield
+        finally:
+            self._progress = None
+
+    def _relay_progress(self, done: float, total: float | None, message: str | None) -> None:
+        listener = self._progress
+        if listener is not None:
+            listener(done, total, message)
 
     def discard_client(self) -> None:
         """Drop the blocking client's connections (after an interrupt or a new base URL)."""
         if self._client is not None:
             self._client.interrupted()
-            self._client.close()
-            self._client = None
+            self.close()
 
     def close(self) -> None:
         """Release the client."""
         if self._client is not None:
             self._client.close()
             self._client = None
+            self._client_key = None
 
     # -- one call, from start to end ---------------------------------------------------------
 
@@ -212,8 +257,11 @@ class Session:
         cell: int | None = None,
         pricing: Pricing | None = None,
         request: PreparedRequest | None = None,
+        route: Route | None = None,
     ) -> CallContext:
-        """Where every front end's call starts: its context (who, how priced, where logged).
+        """Where every front end's call starts: its context (who, how priced, where logged,
+        which route: `route`, else the settings'). Raises ConfigurationError (a bad route, a
+        ledger that cannot be opened) before anything is sent.
 
         With the `request` about to be sent, a call whose worst-case cost does not fit the
         budget raises BudgetExceededError here, before anything is painted or sent.
@@ -229,6 +277,7 @@ class Session:
             ledger=self.ledger,
             headers={"x-session-affinity": affinity},
             budget=self.budget,
+            route=route or self.route(),
         )
         if request is not None:
             self.budget.check(worst_case_cost(request.body, request.model, context.billing))
@@ -257,17 +306,22 @@ class Session:
         *,
         key: str | None = None,
         messages: Sequence[Mapping[str, str]] = (),
+        rounds: Sequence[ChatResult] = (),
     ) -> None:
-        """Keep a finished call: its result and row, and with a `key` its exchange in memory."""
+        """Keep a finished call: its result and row, and with a `key` its exchange in memory.
+        A tool loop passes its `rounds`: one row each, as the ledger has (`result` is what the
+        cell shows, costed over them)."""
         self.history.append(result)
-        self.rows.append(
+        self.rows.extend(
             LedgerRow.from_result(
-                result,
+                each,
                 session=context.session,
                 cell=context.cell,
-                pricing_mode=context.pricing.mode,
+                pricing_mode=context.billing.mode,
                 source=context.source,
+                route=context.route,
             )
+            for each in (rounds or (result,))
         )
         if key is not None:
             self.conversation.record(

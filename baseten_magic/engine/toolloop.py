@@ -6,7 +6,8 @@ which does no I/O; `run_tool_loop` and `arun_tool_loop` are thin loops over it t
 in the awaits. The loop stops when the model answers without calling tools, or after
 `max_rounds` requests (`stopped_by_limit`); an error in a round propagates with `.partial` set.
 A blocking loop takes the same `pacer` as a plain `ChatCall.run`, so a tool-loop cell paints on
-time in every round.
+time in every round. `on_call` is handed each round's `ChatCall` before it runs, so a caller
+that is interrupted mid-loop still holds every round's result (each call keeps its own).
 """
 
 from __future__ import annotations
@@ -35,12 +36,21 @@ from baseten_magic.engine.call import (
     SyncChatClient,
 )
 
-__all__ = ["RoundEnd", "RoundStart", "ToolLoopOutcome", "arun_tool_loop", "run_tool_loop"]
+__all__ = [
+    "RoundCall",
+    "RoundEnd",
+    "RoundStart",
+    "ToolLoopOutcome",
+    "arun_tool_loop",
+    "run_tool_loop",
+]
 
 #: Called before round `i` (0-based); may return the `on_delta` callback for that round.
 RoundStart = Callable[[int], Callable[[Delta], None] | None]
 #: Called after round `i` with its result and the outputs of the tools it called.
 RoundEnd = Callable[[int, ChatResult, list[ToolOutput]], None]
+#: Called with each round's call just before it runs.
+RoundCall = Callable[[ChatCall], None]
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class _ToolLoop:
         max_rounds: int,
         on_round_start: RoundStart | None,
         on_round_end: RoundEnd | None,
+        on_call: RoundCall | None = None,
     ) -> None:
         if max_rounds < 1:
             raise ParameterError(
@@ -87,6 +98,7 @@ class _ToolLoop:
         self.max_rounds = max_rounds
         self.on_round_start = on_round_start
         self.on_round_end = on_round_end
+        self.on_call = on_call
         self.rounds: list[ChatResult] = []
         self.outputs: list[tuple[ToolOutput, ...]] = []
         self.done = False
@@ -99,7 +111,10 @@ class _ToolLoop:
         index = len(self.rounds)
         on_delta = self.on_round_start(index) if self.on_round_start is not None else None
         request = PreparedRequest(body=dict(self.body), model=self.model)
-        return ChatCall(request, self.context, on_delta=on_delta)
+        call = ChatCall(request, self.context, on_delta=on_delta)
+        if self.on_call is not None:
+            self.on_call(call)
+        return call
 
     def calls_to_run(self, result: ChatResult) -> list[ToolCall]:
         """The tool calls of this round to execute (none when the loop ends with this round)."""
@@ -149,6 +164,7 @@ def run_tool_loop(
     on_round_start: RoundStart | None = None,
     on_round_end: RoundEnd | None = None,
     pacer: Pacer | None = None,
+    on_call: RoundCall | None = None,
 ) -> ToolLoopOutcome:
     """Run the tool loop, blocking: at most `max_rounds` requests, one ledger row each.
 
@@ -161,6 +177,7 @@ def run_tool_loop(
         max_rounds=max_rounds,
         on_round_start=on_round_start,
         on_round_end=on_round_end,
+        on_call=on_call,
     )
     while (call := loop.next_call()) is not None:
         calls = loop.calls_to_run(call.run(client, pacer=pacer))
@@ -177,6 +194,7 @@ async def arun_tool_loop(
     max_rounds: int = 5,
     on_round_start: RoundStart | None = None,
     on_round_end: RoundEnd | None = None,
+    on_call: RoundCall | None = None,
 ) -> ToolLoopOutcome:
     """The async twin of `run_tool_loop`; async tools are awaited."""
     loop = _ToolLoop(
@@ -186,6 +204,7 @@ async def arun_tool_loop(
         max_rounds=max_rounds,
         on_round_start=on_round_start,
         on_round_end=on_round_end,
+        on_call=on_call,
     )
     while (call := loop.next_call()) is not None:
         calls = loop.calls_to_run(await call.arun(client))

@@ -266,12 +266,12 @@ class _Core:
         if isinstance(exc, httpx.ReadTimeout) and timeout_s is not None:
             return APITimeoutError(
                 f"expected an answer from {where} within {timeout_s:g} s, got none; retry, or "
-                f"raise the timeout ({settings.TIMEOUT_ENV}=<seconds>, or timeout=...)"
+                f"raise the timeout ({settings.TIMEOUT_HINT})"
             )
         if isinstance(exc, httpx.TimeoutException):
             return APITimeoutError(
                 f"timed out talking to {where} ({type(exc).__name__}); retry, or raise the "
-                f"timeout ({settings.TIMEOUT_ENV}=<seconds>, or timeout=...)"
+                f"timeout ({settings.TIMEOUT_HINT})"
             )
         return APIConnectionError(
             f"could not reach {where} ({type(exc).__name__}); "
@@ -327,7 +327,7 @@ class _StreamDecoder:
         message = (
             f"expected the next piece of the answer within {self._timeout_s:g} s, got none "
             "(only keep-alives or silence); the partial answer is kept — raise the timeout "
-            f"({settings.TIMEOUT_ENV}=<seconds>, or timeout=...) or re-run"
+            f"({settings.TIMEOUT_HINT}) or re-run"
         )
         return StreamInterrupted(message, partial=self.state.result(status="error", error=message))
 

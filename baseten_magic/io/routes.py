@@ -15,7 +15,7 @@ from baseten_magic.core.settings import Route
 
 if TYPE_CHECKING:
     from baseten_magic.io.client import AsyncClient, Client
-    from baseten_magic.io.xpay import AsyncXPayClient, XPayClient
+    from baseten_magic.io.xpay import AsyncXPayClient, ProgressCallback, XPayClient
 
 
 def route_of(route: str | None = None) -> Route:
@@ -23,13 +23,22 @@ def route_of(route: str | None = None) -> Route:
     return settings.route(route)
 
 
-def client_for(route: str | None = None, *, timeout: float | None = None) -> Client | XPayClient:
+def client_for(
+    route: str | None = None,
+    *,
+    timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Client | XPayClient:
     """A new blocking client for `route` (None: `BASETEN_MAGIC_ROUTE`); close it when done.
-    `timeout`: the longest wait for the next piece of an answer (None: `BASETEN_MAGIC_TIMEOUT`)."""
+    `timeout`: the longest wait for the next piece of an answer (None: `BASETEN_MAGIC_TIMEOUT`).
+    `on_progress`: told the xpay server's progress reports (the baseten route streams tokens
+    instead, so it never calls it)."""
     if route_of(route) == "xpay":
         from baseten_magic.io.xpay import XPayClient
 
-        return XPayClient() if timeout is None else XPayClient(timeout=timeout)
+        if timeout is None:
+            return XPayClient(on_progress=on_progress)
+        return XPayClient(timeout=timeout, on_progress=on_progress)
     from baseten_magic.io.client import Client
 
     return Client(timeout=timeout)

@@ -284,7 +284,7 @@ class _Connection:
             if isinstance(leaf, httpx2.TimeoutException | TimeoutError):
                 return APITimeoutError(
                     f"timed out talking to the reseller at {self.shown} ({type(leaf).__name__}); "
-                    "retry, or raise the timeout"
+                    f"retry, or raise the timeout ({settings.TIMEOUT_HINT})"
                 )
             if isinstance(leaf, httpx2.HTTPError | OSError):
                 return APIConnectionError(

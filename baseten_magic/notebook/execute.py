@@ -5,24 +5,30 @@ is painted once, the call is remembered by the session, and the result lands in 
 (`_baseten`, and `-o VAR`). The call itself runs paced by the painter, a plain call and every
 round of a tool loop alike, so the live display keeps its rhythm while no bytes arrive. Errors
 the user can act on end as one `UsageError` line, said there only (the painted footer just
-marks the answer as failed); Ctrl-C propagates so Run All stops.
+marks the answer as failed); Ctrl-C ends as one `CellInterrupted` line (a
+KeyboardInterrupt, so Run All stops). An interrupted tool loop keeps every finished round: each
+round's row in the session, and its text in the result. On a route that sends the answer whole
+(`xpay`), a "waiting for the answer… N s" line stands above it until the answer arrives.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, MutableMapping, Sequence
+from decimal import Decimal
 from typing import Any, Protocol
 
 from baseten_magic.core.errors import BasetenError, OutputParseError
-from baseten_magic.core.result import ChatResult
+from baseten_magic.core.result import ChatResult, Status
+from baseten_magic.core.settings import redact
 from baseten_magic.core.stream import Delta
-from baseten_magic.engine.call import CallContext, ChatCall
+from baseten_magic.engine.call import CallContext, ChatCall, SyncChatClient
 from baseten_magic.engine.session import Session
 from baseten_magic.notebook.options import usage_error
 from baseten_magic.notebook.plan import CellPlan
 
-__all__ = ["is_terminal", "run_cell"]
+__all__ = ["CellInterrupted", "is_terminal", "run_cell"]
 
 
 class _Painter(Protocol):
@@ -70,47 +76,116 @@ def run_cell(
     namespace: MutableMapping[str, Any] | None,
     cell: int | None,
 ) -> None:
-    """Run `plan` to its end; raises a one-line UsageError, or KeyboardInterrupt."""
+    """Run `plan` to its end; raises a one-line UsageError, or CellInterrupted."""
     try:
         context = session.context_for(
-            "magic", cell=cell, pricing=plan.pricing, request=plan.request
+            "magic", cell=cell, pricing=plan.pricing, request=plan.request, route=plan.route
         )
+        client = session.client_on(plan.route)
     except BasetenError as exc:
         raise usage_error(exc) from None
     painter = _painter(shell, session.settings.paint_interval)
+    if plan.route == "xpay" and not is_terminal(shell):
+        from baseten_magic.render.surfaces import IPythonSurface
+
+        painter = _WaitingLine(painter, IPythonSurface())
     on_delta = session.on_delta(painter.add)
     conclude = _Conclusion(plan, context, painter, session, namespace)
 
     result: ChatResult | None = None
     extras: list[dict[str, Any]] = []
+    rounds: list[ChatCall] = []  # a tool loop's calls, each holding its round's result
     try:
-        if plan.tools and plan.run_tools:
-            result, extras = _run_tool_loop(plan, context, session, painter, on_delta)
-        else:
-            call = ChatCall(plan.request, context, on_delta=on_delta)
-            try:
-                result = call.run(session.client, pacer=painter)
-            finally:
-                result = call.result
+        with session.progress_to(_progress_listener(painter)):
+            if plan.tools and plan.run_tools:
+                result, extras = _run_tool_loop(
+                    plan, context, client, painter, on_delta, round_calls=rounds
+                )
+            else:
+                call = ChatCall(plan.request, context, on_delta=on_delta)
+                try:
+                    result = call.run(client, pacer=painter)
+                finally:
+                    result = call.result
     except KeyboardInterrupt:
         # ChatCall logged the row as interrupted; drop the half-read connection, paint the
-        # partial answer with its mark, then let Run All stop.
+        # partial answer with its mark, then stop Run All with one line, not a traceback.
         session.discard_client()
-        conclude(result, extras, status="interrupted")
-        raise
+        finished = _finished(rounds)
+        conclude(
+            _so_far(finished, "interrupted") or result,
+            extras,
+            status="interrupted",
+            rounds=finished,
+        )
+        raise CellInterrupted() from None
     except BaseException as exc:
+        finished = _finished(rounds)
         said_below = isinstance(exc, BasetenError)
-        conclude(result or _partial(exc), extras, status="error", said_below=said_below)
+        conclude(
+            _so_far(finished, "error") or result or _partial(exc),
+            extras,
+            status="error",
+            rounds=finished,
+            said_below=said_below,
+        )
         if said_below:
             raise usage_error(exc) from None
         raise
-    failure = conclude(result, extras, status="ok")
+    failure = conclude(result, extras, status="ok", rounds=_finished(rounds))
     if failure is not None:
         raise usage_error(failure) from None
 
 
 # The footer's error mark when the reason follows as the cell's error line.
 _SEE_BELOW = "the call failed; the reason is below"
+
+
+class CellInterrupted(KeyboardInterrupt):
+    """The interrupt of a `%%baseten` cell, shown as one line instead of a traceback.
+
+    Still a KeyboardInterrupt, so the execute reply is an error and Run All stops; IPython (and
+    ipykernel, which sends the lines as the error's traceback) show `_render_traceback_`.
+    """
+
+    MESSAGE = (
+        "interrupted by the user; the answer so far and its cost are kept in _baseten "
+        "(and -o VAR); run the cell again for a full answer"
+    )
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {self.MESSAGE}"]
+
+
+# Front ends and tools read the exception's class name (the reply's `ename`): it stays the
+# name every Jupyter user knows for an interrupt.
+CellInterrupted.__name__ = CellInterrupted.__qualname__ = "KeyboardInterrupt"
+
+
+def _finished(calls: Sequence[ChatCall]) -> list[ChatResult]:
+    """The results the calls of a tool loop ended with (each call keeps its own)."""
+    return [call.result for call in calls if call.result is not None]
+
+
+def _so_far(rounds: Sequence[ChatResult], status: Status) -> ChatResult | None:
+    """What an unfinished tool loop gives the cell: every round's text as the screen shows it
+    (rounds apart by a blank line), the last round's other fields, the cost of them all."""
+    if not rounds:
+        return None
+    last = rounds[-1]
+    result = dataclasses.replace(
+        last,
+        content="\n\n".join(r.content for r in rounds if r.content),
+        reasoning="\n\n".join(r.reasoning for r in rounds if r.reasoning),
+        cost=sum((r.cost for r in rounds), Decimal(0)),
+    )
+    if result.status == "ok":  # interrupted between rounds (while a tool ran)
+        error = "interrupted by the user" if status == "interrupted" else "failed"
+        result = dataclasses.replace(result, status=status, error=error)
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +204,7 @@ class _Conclusion:
         extras: list[dict[str, Any]],
         *,
         status: str,
+        rounds: Sequence[ChatResult] = (),
         said_below: bool = False,
     ) -> BaseException | None:
         """Paint and remember `result`; `said_below`: a UsageError with the reason follows."""
@@ -152,7 +228,7 @@ class _Conclusion:
         try:
             self.painter.finish(
                 shown,
-                pricing_mode=plan.pricing.mode,
+                pricing_mode=self.context.billing.mode,
                 extra=extras,
                 notes=self.session.footer_notes(plan.earlier_turns),
             )
@@ -162,6 +238,7 @@ class _Conclusion:
                 self.context,
                 key=plan.key if plan.memory else None,
                 messages=plan.cell.messages,
+                rounds=rounds,
             )
             if self.namespace is not None:
                 self.namespace["_baseten"] = result
@@ -173,9 +250,11 @@ class _Conclusion:
 def _run_tool_loop(
     plan: CellPlan,
     context: CallContext,
-    session: Session,
+    client: SyncChatClient,
     painter: _Painter,
     on_delta: Callable[[Delta], None],
+    *,
+    round_calls: list[ChatCall],
 ) -> tuple[ChatResult, list[dict[str, Any]]]:
     from baseten_magic.engine.toolloop import run_tool_loop
     from baseten_magic.render.extras import tool_calls_bundle
@@ -184,9 +263,10 @@ def _run_tool_loop(
         plan.request,
         list(plan.tools),
         context=context,
-        client=session.client,
+        client=client,
         on_round_start=_round_separator(on_delta),
         pacer=painter,
+        on_call=round_calls.append,
     )
     extras: list[dict[str, Any]] = []
     calls = [call for r in outcome.rounds for call in r.tool_calls]
@@ -251,3 +331,86 @@ def _round_separator(
         return deliver
 
     return start
+
+
+class _WaitingLine:
+    """A painter with a "waiting for the answer… N s" line above the answer, for a route that
+    sends the answer whole: repainted on the call's ticks (the seconds) and after the server's
+    progress reports, blanked when the answer (or the end) arrives."""
+
+    #: How often the line is looked at while waiting; it is resent only when its text changes.
+    POLL_S = 0.25
+
+    def __init__(
+        self, painter: _Painter, surface: Any, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._painter = painter
+        self._surface = surface
+        self._clock = clock
+        self._started = clock()
+        self._progress = ""  # set on the client's worker thread; a str swap is atomic
+        self._shown = ""
+        self._waiting = True
+        self._slot = self._surface.show(self._bundle())
+
+    @property
+    def text(self) -> str:
+        """The line as it reads now."""
+        seconds = int(self._clock() - self._started)
+        line = f"waiting for the answer… {seconds} s"
+        return f"{line} · {self._progress}" if self._progress else line
+
+    def _bundle(self) -> dict[str, str]:
+        from baseten_magic.render.bundle import waiting_bundle
+
+        self._shown = self.text
+        return waiting_bundle(self._shown)
+
+    def progress(self, done: float, total: float | None, message: str | None) -> None:
+        """An MCP progress report: shown on the line at the next tick."""
+        parts = [f"{done:g}/{total:g}" if total else f"{done:g}"]
+        if message and message.strip():
+            parts.append(redact(message.strip().splitlines()[0])[:80])
+        self._progress = " · ".join(parts)
+
+    def _stop_waiting(self) -> None:
+        if self._waiting:
+            from baseten_magic.render.bundle import empty_bundle
+
+            self._waiting = False
+            self._surface.update(self._slot, empty_bundle())
+
+    def add(self, delta: Delta) -> None:
+        if delta.content or delta.reasoning:
+            self._stop_waiting()
+        self._painter.add(delta)
+
+    def tick(self) -> None:
+        if self._waiting and self.text != self._shown:
+            self._surface.update(self._slot, self._bundle())
+        self._painter.tick()
+
+    def next_deadline(self) -> float | None:
+        own = self._clock() + self.POLL_S if self._waiting else None
+        theirs = self._painter.next_deadline()
+        if own is None or theirs is None:
+            return own if theirs is None else theirs
+        return min(own, theirs)
+
+    def finish(
+        self,
+        result: ChatResult,
+        *,
+        pricing_mode: str,
+        extra: Sequence[dict[str, Any]] = (),
+        notes: Sequence[str] = (),
+    ) -> None:
+        self._stop_waiting()
+        self._painter.finish(result, pricing_mode=pricing_mode, extra=extra, notes=notes)
+
+
+def _progress_listener(painter: _Painter) -> Callable[[float, float | None, str | None], None]:
+    """Where the session sends the server's progress reports for this cell."""
+    if isinstance(painter, _WaitingLine):
+        return painter.progress
+    return lambda _done, _total, _message: None

@@ -76,6 +76,17 @@ class BasetenMagics(Magics):
     ).tag(config=True)
     # 90 ms leaves room for scheduling within the 100 ms a token may wait to be shown.
     paint_interval = Float(0.09, help="Seconds between repaints while streaming.").tag(config=True)
+    # Where calls go and how long they may wait; both read when a call starts.
+    route = Unicode(
+        help="baseten (Baseten's API, BASETEN_API_KEY) or xpay (the reseller's $0.01 MCP tool, "
+        "XPAY_KEY); default BASETEN_MAGIC_ROUTE, else baseten."
+    ).tag(config=True)
+    timeout = Float(
+        None,
+        allow_none=True,
+        help="Longest wait in seconds for the next piece of an answer; None or 0: "
+        "BASETEN_MAGIC_TIMEOUT, else 120.",
+    ).tag(config=True)
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         # Plain state first: config loading (in super().__init__) validates traits against the
@@ -100,6 +111,35 @@ class BasetenMagics(Magics):
     @default("pricing_mode")
     def _default_pricing_mode(self) -> str:
         return pricing_mode(os.environ.get(PRICING_ENV, "")) or "per_token"
+
+    @default("route")
+    def _default_route(self) -> str:
+        # An unknown value is left to the call, which names BASETEN_MAGIC_ROUTE in one line.
+        raw = os.environ.get(environment.ROUTE_ENV, "").strip().lower()
+        return raw if raw in environment.ROUTES else ""
+
+    @validate("route")
+    def _check_route(self, proposal: Mapping[str, Any]) -> str:
+        value = str(proposal["value"]).strip().lower()
+        if value and value not in environment.ROUTES:
+            raise TraitError(
+                f"route must be baseten or xpay, got {environment.redact(value)!r}; pass e.g. "
+                '%config BasetenMagics.route = "xpay"'
+            )
+        return value
+
+    @validate("timeout")
+    def _check_timeout(self, proposal: Mapping[str, Any]) -> float | None:
+        value = proposal["value"]
+        if value is None:
+            return None
+        seconds = float(value)
+        if not 0 <= seconds < float("inf"):  # also NaN
+            raise TraitError(
+                f"timeout must be a positive number of seconds (0 or None: BASETEN_MAGIC_TIMEOUT), "
+                f"got {value!r}; pass e.g. %config BasetenMagics.timeout = 300"
+            )
+        return seconds
 
     @validate("model")
     def _check_model(self, proposal: Mapping[str, Any]) -> str:
@@ -224,8 +264,12 @@ class BasetenMagics(Magics):
                 cell_id=self._cell_id(cell),
             )
             # Fail here, not inside the call, so a missing key or bad URL sends nothing.
-            environment.api_key()
-            environment.base_url()
+            if plan.route == "xpay":
+                environment.xpay_key()
+                environment.xpay_url()
+            else:
+                environment.api_key()
+                environment.base_url()
         except BasetenError as exc:  # ParameterError, ConfigurationError: nothing was sent
             raise usage_error(exc) from None
         self.session.last_prompt = cell

@@ -79,6 +79,11 @@ def _options() -> list[_Decorator]:
             "--no-memory", action="store_true", help="this cell neither reads nor writes memory"
         ),
         _argument("--pricing", metavar="per_token|per_call", help="how this call is priced"),
+        _argument(
+            "--route",
+            metavar="baseten|xpay",
+            help="Baseten's API, or the reseller's $0.01-a-call MCP tool (XPAY_KEY)",
+        ),
     ]
 
 

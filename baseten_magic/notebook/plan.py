@@ -17,6 +17,7 @@ from typing import Any
 from baseten_magic.core.errors import ParameterError
 from baseten_magic.core.params import parse_assignment
 from baseten_magic.core.pricing import Pricing, PricingMode, pricing_mode
+from baseten_magic.core.settings import ROUTES, Route
 from baseten_magic.engine.call import PreparedRequest, prepare_request
 from baseten_magic.engine.conversation import cell_key
 from baseten_magic.engine.session import NAMED_PARAMS, Session
@@ -41,6 +42,7 @@ class CellPlan:
     json_mode: bool
     schema: object | None
     earlier_turns: int = 0  # earlier cells' exchanges sent along (the footer says "+N")
+    route: Route = "baseten"
 
 
 def plan_cell(
@@ -101,6 +103,7 @@ def plan_cell(
         json_mode=bool(options.json),
         schema=schema,
         earlier_turns=earlier_turns,
+        route=_route(getattr(options, "route", None), session),
     )
 
 
@@ -129,6 +132,19 @@ def _pricing_mode(raw: str | None, setting: str) -> PricingMode:
             f"--pricing must be per_token or per_call, got {raw!r}; pass e.g. --pricing per_call"
         )
     return mode
+
+
+def _route(raw: str | None, session: Session) -> Route:
+    """`--route`, else the session's (the setting, else BASETEN_MAGIC_ROUTE)."""
+    if raw is None:
+        return session.route()
+    for known in ROUTES:
+        if raw.strip().lower() == known:
+            return known
+    raise ParameterError(
+        f"--route must be baseten or xpay, got {raw!r}; pass e.g. --route xpay (the reseller's "
+        "MCP tool, with XPAY_KEY)"
+    )
 
 
 def _tools(

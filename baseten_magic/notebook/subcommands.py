@@ -1,9 +1,11 @@
-"""The `%baseten` line subcommands: cost, history, models, reset, help, panel, local, config.
+"""The `%baseten` line subcommands: cost, history, models, reset, help, panel, local, config,
+key.
 
 Rule: one table says what each subcommand takes; one argparse parser with a subparser each
 reads the line; any problem is one `UsageError` line that says what the subcommand takes and
 how to run it. Subcommands act on the session (and `local` on the kernel's environment, which
-`LocalSwitch.close` restores); they print or display, and never send a chat request.
+`LocalSwitch.close` restores; `key` sets a key in it from a hidden prompt, never echoed or
+shown); they print or display, and never send a chat request.
 """
 
 from __future__ import annotations
@@ -102,6 +104,13 @@ _SPECS = (
         example="--tps 40",
     ),
     _Spec("config", "", "the effective settings (%config BasetenMagics.<name>)"),
+    _Spec(
+        "key",
+        "[--route baseten|xpay]",
+        "set the API key (or XPAY_KEY) from a hidden prompt; never echoed or saved",
+        takes="--route baseten|xpay",
+        example="--route xpay",
+    ),
 )
 SUBCOMMANDS = tuple(spec.name for spec in _SPECS)
 
@@ -139,6 +148,7 @@ def _parser() -> _Parser:
     made["models"].add_argument("--refresh", action="store_true")
     made["help"].add_argument("topic", nargs="?", choices=HELP_TOPICS)
     made["local"].add_argument("--tps", metavar="N")
+    made["key"].add_argument("--route", choices=list(environment.ROUTES))
     return parser
 
 
@@ -211,6 +221,7 @@ class Subcommands:
             "panel": self._panel,
             "local": self._local,
             "config": self._config,
+            "key": self._key,
         }
         try:
             handlers[name](args)
@@ -295,6 +306,29 @@ class Subcommands:
     def _config(self, _args: Any) -> None:
         print(config_text(self.session))
 
+    def _key(self, args: Any) -> None:
+        route = args.route or self.session.route()
+        name = environment.XPAY_KEY_ENV if route == "xpay" else environment.API_KEY_ENV
+        key = _prompt_key(name)
+        before = os.environ.get(name)
+        os.environ[name] = key
+        try:  # the same checks a call makes (a key that cannot be sent is refused now)
+            if route == "xpay":
+                environment.xpay_key()
+            else:
+                environment.api_key()
+        except BasetenError:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+            raise
+        self.session.discard_client()  # the next call starts with the new key
+        print(
+            f"{name} is set for this kernel (not shown); it is not saved in the notebook and "
+            "is gone when the kernel stops."
+        )
+
 
 def _tokens_per_second(raw: str) -> float:
     try:
@@ -306,6 +340,24 @@ def _tokens_per_second(raw: str) -> float:
             f"--tps must be a positive number of tokens per second, got {raw!r}; pass e.g. --tps 40"
         )
     return tps
+
+
+def _prompt_key(name: str) -> str:
+    """The key typed at a hidden prompt (getpass: ipykernel asks the front end for a password
+    field, so the key never reaches an output or the saved notebook)."""
+    import getpass
+
+    try:
+        key = getpass.getpass(f"{name} (hidden, kept for this kernel only): ")
+    except Exception as exc:  # e.g. a front end without input (nbclient, voila)
+        raise UsageError(
+            f"expected a hidden prompt for {name}, got no input channel ({type(exc).__name__}); "
+            f"set {name} in the shell or a .env file before starting Jupyter"
+        ) from None
+    key = key.strip()
+    if not key:
+        raise UsageError(f"no key was entered for {name}; run %baseten key again and paste it")
+    return key
 
 
 def config_text(session: Session) -> str:
@@ -331,6 +383,8 @@ def config_text(session: Session) -> str:
         f"show_reasoning   {s.show_reasoning}",
         f"paint_interval   {s.paint_interval}",
         f"budget_usd       {s.budget_usd} ({budget_line(session.budget)})",
+        f"route            {_route_text(session)}",
+        f"timeout          {_timeout_text(session)}",
         f"base URL         {base_url}",
         f"API key          {key_state} ({environment.API_KEY_ENV})",
         f"ledger           {environment.ledger_path()}",
@@ -352,6 +406,33 @@ def budget_line(budget: Budget) -> str:
         f"Session spend {spent} of the {format_usd(budget.cap)} budget ({used:.0%}); "
         "cells, the panel and chat() in this kernel count."
     )
+
+
+def _route_text(session: Session) -> str:
+    try:
+        route = session.route()
+    except BasetenError as exc:
+        return f"invalid ({environment.error_line(exc)})"
+    if route != "xpay":
+        return route
+    state = "set" if os.environ.get(environment.XPAY_KEY_ENV, "").strip() else "NOT SET"
+    try:
+        url = environment.xpay_url()
+    except BasetenError as exc:
+        url = f"invalid ({environment.error_line(exc)})"
+    return f"xpay ({url}, {environment.XPAY_KEY_ENV} {state}, $0.01 a call)"
+
+
+def _timeout_text(session: Session) -> str:
+    own = session.timeout()
+    if own is not None:
+        return f"{own:g} s (BasetenMagics.timeout)"
+    try:
+        seconds = environment.timeout_s()
+    except BasetenError as exc:
+        return f"invalid ({environment.error_line(exc)})"
+    source = environment.TIMEOUT_ENV if os.environ.get(environment.TIMEOUT_ENV) else "default"
+    return f"{seconds:g} s ({source})"
 
 
 def _display(bundle: Mapping[str, str], metadata: Mapping[str, Any] | None = None) -> None:

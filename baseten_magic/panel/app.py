@@ -503,11 +503,18 @@ class Panel:
         session = self.session
         interval = session.settings.paint_interval
         painter = Painter(column.surface, interval=interval)
-        context = session.context_for("panel")
+        try:
+            # Inside a try: a ledger that cannot be opened, or a bad route, is a red line here,
+            # not a task that dies unseen.
+            context = session.context_for("panel")
+        except Exception as exc:
+            column.error.value = _error_html(error_line(exc))
+            return None
         call = ChatCall(request, context, on_delta=session.on_delta(painter.add))
         ticker = asyncio.get_running_loop().create_task(_tick(painter, interval))
         try:
-            async with session.async_client() as client:
+            # The settings' route: on xpay the answer arrives whole, painted at once.
+            async with session.async_client(context.route) as client:
                 await call.arun(client)
         except asyncio.CancelledError:
             # Our own Stop: the call logged itself as interrupted; end this task quietly.
@@ -527,7 +534,7 @@ class Panel:
                 shown = dataclasses.replace(shown, error=_SEE_BELOW)  # said once, below
             painter.finish(
                 shown,
-                pricing_mode=context.pricing.mode,
+                pricing_mode=context.billing.mode,
                 notes=session.footer_notes(),  # the budget, from 80% of the cap
             )
             session.remember(result, context)

@@ -28,6 +28,7 @@ __all__ = [
     "reasoning_final_bundle",
     "reasoning_live_bundle",
     "status_mark",
+    "waiting_bundle",
 ]
 
 Bundle = dict[str, str]
@@ -51,6 +52,12 @@ def bundle_size(bundle: Mapping[str, Any]) -> int:
 def empty_bundle() -> Bundle:
     """A bundle that shows nothing (to blank an output slot)."""
     return {"text/html": "", "text/plain": ""}
+
+
+def waiting_bundle(text: str) -> Bundle:
+    """The muted one-line "waiting for the answer" status (a route that sends answers whole)."""
+    markup = f'<div class="bm-waiting" style="{_FOOTER_STYLE}">{html.escape(text)}</div>'
+    return {"text/html": markup, "text/plain": text}
 
 
 def _tokens_label(tokens: int | None) -> str:

@@ -5,7 +5,9 @@ tool `baseten_chat_completions` over streamable HTTP with the listing's input sc
 where the listing has strings). It checks the `?key=` query, checks every argument against the
 schema it serves and decodes JSON-encoded strings, and answers the chat.completion JSON as text
 content; bad inputs are an `isError` result, never a crash. The served schema is configurable
-(`schema_types=`), so tests can check that a client encodes to the schema it is given.
+(`schema_types=`), so tests can check that a client encodes to the schema it is given. With
+`progress_every=` seconds it sends MCP progress notifications while an answer is being made
+(to a client that asked for them with a progress token), as a slow listing might.
 Like `LocalServer`, it runs on its own thread and event loop; every method is thread-safe.
 
 This is a model of the listing, not the reseller: nothing here was checked against
@@ -86,8 +88,10 @@ class LocalMCPServer:
         catalog: Catalog | None = None,
         today: date | None = None,
         json_response: bool = False,
+        progress_every: float | None = None,
     ) -> None:
         self.host = host
+        self.progress_every = progress_every
         # False: answers come as an SSE stream (the SDK's default); True: as one JSON body.
         self.json_response = json_response
         self._requested_port = port
@@ -147,7 +151,7 @@ class LocalMCPServer:
                 )
             try:
                 body = self._decode(params.arguments or {})
-                status, answer = await self._app.answer(body)
+                status, answer = await self._answer_reporting(ctx, body)
             except _ToolError as exc:
                 return _result(types, str(exc), error=True)
             except asyncio.CancelledError:
@@ -157,6 +161,24 @@ class LocalMCPServer:
             return _result(types, json.dumps(answer, ensure_ascii=False), error=status != 200)
 
         return Server("baseten-xpay-local", on_list_tools=list_tools, on_call_tool=call_tool)
+
+    async def _answer_reporting(self, ctx: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The app's answer; every `progress_every` seconds meanwhile, a progress report."""
+        every = self.progress_every
+        if not every:
+            return await self._app.answer(body)
+        task = asyncio.ensure_future(self._app.answer(body))
+        try:
+            step = 0
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=every)
+                if done:
+                    return task.result()
+                step += 1
+                # A no-op for a client that sent no progress token.
+                await ctx.session.report_progress(step, None, f"generating (report {step})")
+        finally:
+            task.cancel()
 
     def _decode(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Arguments checked against the served schema, JSON-encoded strings decoded."""

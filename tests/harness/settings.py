@@ -28,3 +28,5 @@ class PlainSettings:
     show_reasoning: bool = True
     paint_interval: float = 0.09
     budget_usd: float | None = None
+    route: str = ""
+    timeout: float | None = None
