@@ -14,7 +14,10 @@
     ├── StreamError             the response started, then failed; carries the partial result
     │   ├── StreamInterrupted       the server cut the stream (no finish reason, no [DONE])
     │   └── MidStreamError          the server sent an error event mid-stream
-    └── OutputParseError        --json / --schema reply did not parse or validate; keeps raw text
+    ├── OutputParseError        --json / --schema reply did not parse or validate; keeps raw text
+    └── BatchError              map(on_error="raise") met a failed row; `.partial` is the frame
+    KeyboardInterrupt
+    └── BatchInterrupted        map() interrupted; `.partial` holds the rows done so far
 
 Rule: every message says what was expected, what arrived and what to do next, on one line,
 and never contains a secret. Errors raised after a response began carry `.partial`
@@ -66,6 +69,8 @@ class APIStatusError(BasetenError):
         self.status_code = status_code
         self.body = body
         self.request_id = request_id
+        # Seconds the server asked to wait (Retry-After / retry-after-ms), when it said.
+        self.retry_after: float | None = None
 
 
 class BadRequestError(APIStatusError):
@@ -116,4 +121,20 @@ class OutputParseError(BasetenError, ValueError):
     def __init__(self, message: str, *, raw: str, partial: ChatResult | None = None) -> None:
         super().__init__(message)
         self.raw = raw
+        self.partial = partial
+
+
+class BatchError(BasetenError):
+    """`map(..., on_error="raise")` met a failed row; `.partial` holds the frame so far."""
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """`map()` was interrupted (Ctrl-C, Kernel → Interrupt); `.partial` holds the rows done."""
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        super().__init__(message)
         self.partial = partial

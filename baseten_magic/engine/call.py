@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the client (and httpx) load on the first call, not on impor
 DEFAULT_MODEL = "openai/gpt-oss-120b"
 
 Messages = str | Sequence[Mapping[str, Any]]
-Source = Literal["magic", "panel", "api"]
+Source = Literal["magic", "panel", "api", "batch"]
 
 
 class Pacer(Protocol):

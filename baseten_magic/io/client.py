@@ -38,11 +38,19 @@ from baseten_magic.core.errors import (
     StreamError,
     StreamInterrupted,
 )
-from baseten_magic.core.retry import RetryPolicy, retry_after_from_headers
+from baseten_magic.core.retry import RetryPolicy, parse_retry_after, retry_after_from_headers
 from baseten_magic.core.sse import SSEDecoder
 from baseten_magic.core.stream import NO_DELTA, Delta, StreamState, error_text
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+
+
+def timeout_after(seconds: float | None) -> httpx.Timeout:
+    """The default timeouts, with the wait for the next piece of the answer set to `seconds`."""
+    if seconds is None:
+        return DEFAULT_TIMEOUT
+    return httpx.Timeout(connect=10.0, read=seconds, write=30.0, pool=10.0)
+
 
 _RETRYABLE_EXCEPTIONS = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)
 # A body that stops arriving once the status line is in: the connection dropped or went silent.
@@ -155,7 +163,9 @@ class _Core:
         else:
             cls, hint = APIStatusError, "see the server's message"
         message = f"HTTP {status}: {detail} ({hint})"
-        return cls(message, status_code=status, body=body, request_id=request_id)
+        error = cls(message, status_code=status, body=body, request_id=request_id)
+        error.retry_after = parse_retry_after(retry_after_from_headers(headers))
+        return error
 
     @staticmethod
     def _unknown_model_hint(model: str | None) -> str:

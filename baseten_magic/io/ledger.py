@@ -25,9 +25,9 @@ from baseten_magic.core.errors import ConfigurationError
 from baseten_magic.core.result import ChatResult
 
 LedgerStatus = Literal["ok", "error", "interrupted"]
-LedgerSource = Literal["magic", "panel", "api"]
+LedgerSource = Literal["magic", "panel", "api", "batch"]
 STATUSES: tuple[str, ...] = ("ok", "error", "interrupted")
-SOURCES: tuple[str, ...] = ("magic", "panel", "api")
+SOURCES: tuple[str, ...] = ("magic", "panel", "api", "batch")
 
 BUSY_TIMEOUT_MS = 10_000
 _LOCK_RETRIES = 8
@@ -69,7 +69,7 @@ class LedgerRow:
         if self.source not in SOURCES:
             raise ValueError(
                 f"ledger source must be one of {', '.join(SOURCES)}, got {self.source!r}; "
-                "use magic, panel or api"
+                "use magic, panel, api or batch"
             )
 
     def __getitem__(self, key: str) -> Any:

@@ -4,8 +4,9 @@ Rule: this module turns parsed HTTP requests into Baseten-shaped responses: auth
 (the library's own `validate_params` plus Baseten's limits), the model catalog, faults, pacing
 and the streaming wire format. Answers come from `generate`, bytes go out through `http`.
 
-Routes: `GET /v1/models`, `POST /v1/chat/completions`, and `GET /health` (no auth, for
-readiness probes). Errors: 401 in the string shape, unknown model or route 404 in the object
+Routes: `GET /v1/models`, `POST /v1/chat/completions`, `GET /health` (no auth, for
+readiness probes) and `GET /v1/stats` (no auth: the account-limit counters, see `limits`).
+Errors: 401 in the string shape, unknown model or route 404 in the object
 shape, invalid parameters or body 400 in the flat shape, as Baseten's backends answer.
 """
 
@@ -38,9 +39,11 @@ from baseten_magic.server.generate import (
     plan,
 )
 from baseten_magic.server.http import BadRequest, Exchange, Request
+from baseten_magic.server.limits import AccountLimits
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+STATS_PATH = "/v1/stats"
 SESSION_HEADER = "x-session-affinity"
 MAX_SESSIONS = 1024
 # Fragments at these positions share one event with the next fragment (a Baseten quirk).
@@ -80,6 +83,7 @@ class ServerConfig:
     fault_rate: float = 0.0
     keep_alive_every: int = 50
     fault_seed: int | None = None
+    limits: AccountLimits = field(default_factory=AccountLimits)
 
 
 def new_api_key() -> str:
@@ -158,6 +162,9 @@ class ChatApp:
         try:
             if path == "/health":
                 await exchange.respond(200, wire.dumps({"status": "ok"}), _JSON)
+            elif path == STATS_PATH:
+                stats = self.config.limits.stats().as_json()
+                await exchange.respond(200, wire.dumps(stats), _JSON)
             elif path == MODELS_PATH:
                 self._require(request, "GET")
                 self._authenticate(request)
@@ -249,10 +256,26 @@ class ChatApp:
                 {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)},
             )
         prepared = self._prepare(body, request.headers.get(SESSION_HEADER), fault)
-        if prepared.stream:
-            await self._stream(prepared, exchange)
-        else:
-            await self._complete(prepared, exchange)
+        limits = self.config.limits
+        tokens = prepared.prompt_tokens + sum(c.completion_tokens for c in prepared.choices)
+        refused = limits.admit(tokens)
+        if refused is not None:
+            message = (
+                "Rate limit exceeded: this account allows "
+                f"{limits.rpm or 'unlimited'} requests/min, {limits.tpm or 'unlimited'} "
+                f"tokens/min and {limits.max_concurrent or 'unlimited'} requests at once; "
+                "retry after the time in Retry-After"
+            )
+            raise _Reply(429, wire.error_body("object", 429, message), refused)
+        try:
+            if limits.latency_s:
+                await asyncio.sleep(limits.latency_s)
+            if prepared.stream:
+                await self._stream(prepared, exchange)
+            else:
+                await self._complete(prepared, exchange)
+        finally:
+            limits.release()
 
     @staticmethod
     def _body_problem(raw: bytes) -> str:
