@@ -1,7 +1,8 @@
 """baseten_magic: Baseten's Chat Completions API, native to Jupyter.
 
 `%load_ext baseten_magic` registers the `%%baseten` cell magic and the `%baseten` line magic.
-From Python: `chat()` / `achat()` send one completion, `ledger()` reads the cost ledger.
+From Python: `chat()` / `achat()` send one completion, `map()` / `amap()` one per row of a
+DataFrame, `ledger()` reads the cost ledger.
 
 Rule: importing the package is cheap. Heavy modules (httpx, ipywidgets, the server) load on
 first use through module `__getattr__` (PEP 562).
@@ -20,6 +21,8 @@ from baseten_magic.core.errors import (
     AuthenticationError,
     BadRequestError,
     BasetenError,
+    BatchError,
+    BatchInterrupted,
     ConfigurationError,
     MidStreamError,
     ModelNotFoundError,
@@ -35,15 +38,19 @@ from baseten_magic.core.result import ChatResult, Choice, TokenLogprob, ToolCall
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from baseten_magic.api import achat, chat, ledger
+    from baseten_magic.api import achat, amap, chat, ledger, map
     from baseten_magic.core.params import BasetenWarning
     from baseten_magic.core.pricing import Pricing
+    from baseten_magic.engine.batch.runner import BatchEstimate
     from baseten_magic.io.client import AsyncClient, Client
 
 _LAZY = {
     "chat": "api",
     "achat": "api",
     "ledger": "api",
+    "map": "api",
+    "amap": "api",
+    "BatchEstimate": "engine.batch.runner",
     "Client": "io.client",
     "AsyncClient": "io.client",
     "BasetenWarning": "core.params",
@@ -59,6 +66,9 @@ __all__ = [
     "BadRequestError",
     "BasetenError",
     "BasetenWarning",
+    "BatchError",
+    "BatchEstimate",
+    "BatchInterrupted",
     "ChatResult",
     "Choice",
     "Client",
@@ -77,9 +87,11 @@ __all__ = [
     "Usage",
     "__version__",
     "achat",
+    "amap",
     "chat",
     "ledger",
     "load_ipython_extension",
+    "map",
     "unload_ipython_extension",
 ]
 

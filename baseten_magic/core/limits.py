@@ -8,7 +8,9 @@ sleeps, awaits or does I/O, so every decision can be tested with a fake clock.
   eight in-flight requests failing together cut it once, not eight times. Successes raise it
   additively (about +1 per round trip); once throttled at level L it climbs quickly back to
   just under L, then probes above it slowly (+1 per ~10 round trips). `Retry-After` pauses
-  every dispatch, not only the row that got it.
+  every dispatch, not only the row that got it. Because one request in flight can already be
+  too many (fast answers under a low rpm), a throttle also caps the send rate at the rate of
+  answers seen in the last few seconds; the cap then rises by 0.5 % per answer, probing.
 - `TokenBucket` paces requests per minute (`rpm`) or tokens per minute (`tpm`): a reservation
   is debited at once (the balance may go negative) and says how long to wait; a token estimate
   is corrected later with `adjust` when the real usage is known.
@@ -19,6 +21,7 @@ sleeps, awaits or does I/O, so every decision can be tested with a fake clock.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,6 +48,7 @@ class AdaptiveConcurrency:
         decrease: float = 0.5,
         probe: float = 0.1,
         slow_start: bool = True,
+        window_s: float = 3.0,
     ) -> None:
         if not 1 <= minimum <= initial <= maximum:
             raise ParameterError(
@@ -63,6 +67,10 @@ class AdaptiveConcurrency:
         self.throttled_at: float | None = None
         self.paused_until = 0.0
         self.decreases = 0
+        self.rate_cap: float | None = None  # requests per second, learned from throttles
+        self._window_s = window_s
+        self._answers: deque[float] = deque()  # when recent answers arrived
+        self._next_send = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -79,6 +87,23 @@ class AdaptiveConcurrency:
         """Seconds until a request may be sent (a Retry-After pause); 0 when it may go now."""
         return max(0.0, self.paused_until - now)
 
+    def pace(self, now: float) -> float:
+        """Reserve the next send under the learned rate cap; returns the seconds to wait."""
+        if self.rate_cap is None:
+            return 0.0
+        at = max(now, self._next_send)
+        self._next_send = at + 1.0 / self.rate_cap
+        return at - now
+
+    def _answered_rate(self, now: float) -> float:
+        answers = self._answers
+        while answers and answers[0] < now - self._window_s:
+            answers.popleft()
+        if not answers:
+            return 0.0
+        # Over the span the answers cover (the window may not have filled yet).
+        return len(answers) / max(now - answers[0], 0.25)
+
     def has_room(self) -> bool:
         """True when one more request fits under the limit."""
         return self.in_flight < self.allowed
@@ -88,9 +113,12 @@ class AdaptiveConcurrency:
         self.in_flight += 1
         return self.epoch
 
-    def on_success(self, ticket: int) -> None:
+    def on_success(self, ticket: int, now: float) -> None:
         """A request answered: free its slot and raise the limit a little."""
         self.in_flight = max(0, self.in_flight - 1)
+        self._answers.append(now)
+        if self.rate_cap is not None:
+            self.rate_cap *= 1.005
         limit = self.limit
         if self._slow_start and self.throttled_at is None:
             step = 1.0
@@ -111,6 +139,9 @@ class AdaptiveConcurrency:
             return False  # sent before the last decrease: part of a burst already answered
         self.throttled_at = self.limit
         self.limit = max(self.minimum, self.limit * self._decrease)
+        answered = self._answered_rate(now)
+        if answered > 0:  # with no answer seen yet there is no rate to learn
+            self.rate_cap = answered
         self.epoch += 1
         self.decreases += 1
         return True

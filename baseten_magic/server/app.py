@@ -171,6 +171,7 @@ class ChatApp:
                 await self._models(exchange)
             elif path == CHAT_PATH:
                 self.request_count += 1
+                self.config.limits.requests += 1  # every chat request, faults included
                 self._require(request, "POST")
                 self._authenticate(request)
                 await self._chat(request, body, exchange)

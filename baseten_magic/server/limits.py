@@ -90,6 +90,8 @@ class AccountLimits:
         self.max_in_flight = 0
         self.tokens = 0
 
+    # `requests` is counted by the app for every chat request (faults included), not here.
+
     def stats(self) -> LimitStats:
         """The counters now."""
         return LimitStats(
@@ -104,7 +106,6 @@ class AccountLimits:
     def admit(self, tokens: int) -> dict[str, str] | None:
         """Admit one request (None) or refuse it: the 429's Retry-After headers."""
         now = self._clock()
-        self.requests += 1
         wait = 0.0
         if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
             # The earliest request in flight frees its slot when its latency is over.

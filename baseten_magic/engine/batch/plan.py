@@ -191,6 +191,8 @@ def plan_batch(
         params["response_format"] = response_format
     pricing = options.pricing or pricing_from_env()
     scope = options.base_url or settings.base_url()
+    # The options alone, checked once: a bad parameter fails the run before anything is sent.
+    model = prepare_request("-", model=options.model, stream=False, params=params).model
     base: dict[str, Any] | None = None
     rows: list[RowRequest] = []
     for position, record in enumerate(records):
@@ -201,8 +203,15 @@ def plan_batch(
             continue
         if base is None or callable(prompt):
             # Validated once for a template (only the text changes between rows); a prompt
-            # function may return any messages, so each of its rows is validated.
-            prepared = prepare_request(messages, model=options.model, stream=False, params=params)
+            # function may return any messages, so each of its rows is validated, and a row
+            # whose messages are invalid fails alone (the options were checked above).
+            try:
+                prepared = prepare_request(
+                    messages, model=options.model, stream=False, params=params
+                )
+            except ParameterError as exc:
+                rows.append(RowRequest(position, None, error=_prompt_error(exc)))
+                continue
             base = prepared.body
             model = prepared.model
         else:

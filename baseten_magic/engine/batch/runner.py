@@ -214,6 +214,9 @@ class _Worker:
         self._loop = asyncio.new_event_loop()
         self._task: asyncio.Task[Any] | None = None
         self._ready = threading.Event()
+        # Waited on instead of Thread.join: on Python 3.11 a KeyboardInterrupt inside join()
+        # can mark a running thread as stopped (bpo-45274's fix releases its tstate lock).
+        self._done = threading.Event()
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="baseten-map", daemon=True)
 
@@ -230,6 +233,7 @@ class _Worker:
             self._ready.set()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+            self._done.set()
 
     def start(self) -> None:
         self._thread.start()
@@ -237,8 +241,7 @@ class _Worker:
 
     def wait(self, timeout: float) -> bool:
         """True when the coroutine has ended."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._done.wait(timeout)
 
     def cancel(self) -> None:
         """Cancel the coroutine and wait until it has cleaned up (interrupts are held off)."""
@@ -247,9 +250,10 @@ class _Worker:
             # The loop may close in between: then there is nothing left to cancel.
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(task.cancel)
-        while self._thread.is_alive():
+        while True:
             try:
-                self._thread.join()
+                if self._done.wait(1.0):
+                    return
             except KeyboardInterrupt:  # a second Ctrl-C must not skip the ledger rows
                 continue
 

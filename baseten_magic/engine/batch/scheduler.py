@@ -277,6 +277,7 @@ class BatchRun:
                 continue
             self._ready.popleft()
             wait, estimated = self._reserve_rate(row)
+            wait = max(wait, limiter.pace(self._clock()))
             if wait > 0:
                 try:
                     await asyncio.sleep(wait)
@@ -379,7 +380,7 @@ class BatchRun:
             self._settle(row, call, reserve, estimated)
             self._fail(row, exc, call, attempt)
         else:
-            self.limiter.on_success(ticket)
+            self.limiter.on_success(ticket, self._clock())
             self._settle(row, call, reserve, estimated)
             if result.usage is not None:
                 self._completion_tokens += result.usage.completion_tokens
