@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import Section, decode, import_cost, loopback, memory, notebook_traffic
+from benchmarks import Section, batch, decode, import_cost, loopback, memory, notebook_traffic
 
 __all__ = ["BENCHMARKS", "machine", "main", "markdown_report", "render_section"]
 
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "import_cost": import_cost.run,
     "memory": memory.run,
     "notebook_traffic": notebook_traffic.run,
+    "batch": batch.run,
 }
 RESULTS = Path(__file__).parent / "results"
 # A quick run must not overwrite the committed results of the full run.

@@ -10,7 +10,8 @@ sleeps, awaits or does I/O, so every decision can be tested with a fake clock.
   just under L, then probes above it slowly (+1 per ~10 round trips). `Retry-After` pauses
   every dispatch, not only the row that got it. Because one request in flight can already be
   too many (fast answers under a low rpm), a throttle also caps the send rate at the rate of
-  answers seen in the last few seconds; the cap then rises by 0.5 % per answer, probing.
+  answers seen in the last ten seconds; the cap then rises by 2 % of that rate per second,
+  probing.
 - `TokenBucket` paces requests per minute (`rpm`) or tokens per minute (`tpm`): a reservation
   is debited at once (the balance may go negative) and says how long to wait; a token estimate
   is corrected later with `adjust` when the real usage is known.
@@ -48,7 +49,8 @@ class AdaptiveConcurrency:
         decrease: float = 0.5,
         probe: float = 0.1,
         slow_start: bool = True,
-        window_s: float = 3.0,
+        window_s: float = 10.0,
+        rate_growth: float = 0.02,
     ) -> None:
         if not 1 <= minimum <= initial <= maximum:
             raise ParameterError(
@@ -67,7 +69,9 @@ class AdaptiveConcurrency:
         self.throttled_at: float | None = None
         self.paused_until = 0.0
         self.decreases = 0
-        self.rate_cap: float | None = None  # requests per second, learned from throttles
+        self._rate_base: float | None = None  # requests/s measured at the last throttle
+        self._rate_since = 0.0
+        self._rate_growth = rate_growth
         self._window_s = window_s
         self._answers: deque[float] = deque()  # when recent answers arrived
         self._next_send = 0.0
@@ -87,12 +91,19 @@ class AdaptiveConcurrency:
         """Seconds until a request may be sent (a Retry-After pause); 0 when it may go now."""
         return max(0.0, self.paused_until - now)
 
+    def rate_cap(self, now: float) -> float | None:
+        """Requests per second allowed now (None before any throttle)."""
+        if self._rate_base is None:
+            return None
+        return self._rate_base * (1 + self._rate_growth * max(0.0, now - self._rate_since))
+
     def pace(self, now: float) -> float:
         """Reserve the next send under the learned rate cap; returns the seconds to wait."""
-        if self.rate_cap is None:
+        cap = self.rate_cap(now)
+        if cap is None:
             return 0.0
         at = max(now, self._next_send)
-        self._next_send = at + 1.0 / self.rate_cap
+        self._next_send = at + 1.0 / cap
         return at - now
 
     def _answered_rate(self, now: float) -> float:
@@ -102,7 +113,7 @@ class AdaptiveConcurrency:
         if not answers:
             return 0.0
         # Over the span the answers cover (the window may not have filled yet).
-        return len(answers) / max(now - answers[0], 0.25)
+        return len(answers) / max(now - answers[0], 1.0)
 
     def has_room(self) -> bool:
         """True when one more request fits under the limit."""
@@ -117,8 +128,6 @@ class AdaptiveConcurrency:
         """A request answered: free its slot and raise the limit a little."""
         self.in_flight = max(0, self.in_flight - 1)
         self._answers.append(now)
-        if self.rate_cap is not None:
-            self.rate_cap *= 1.005
         limit = self.limit
         if self._slow_start and self.throttled_at is None:
             step = 1.0
@@ -141,7 +150,7 @@ class AdaptiveConcurrency:
         self.limit = max(self.minimum, self.limit * self._decrease)
         answered = self._answered_rate(now)
         if answered > 0:  # with no answer seen yet there is no rate to learn
-            self.rate_cap = answered
+            self._rate_base, self._rate_since = answered, now
         self.epoch += 1
         self.decreases += 1
         return True
