@@ -138,7 +138,7 @@ def markdown_report(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks; return the exit status."""
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for CI (~3 min)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for CI (~4 min)")
     parser.add_argument(
         "--json",
         type=Path,
