@@ -116,6 +116,7 @@ class BatchRun:
         self.first_failure: str | None = None
         self._completion_tokens = 0
         self._answered = 0
+        self._cut: set[int] = set()  # rows whose request was in flight when the run stopped
         self._row_cost: dict[int, Decimal] = {}  # what each row's attempts cost so far
         self._ready: deque[tuple[RowRequest, int]] = deque()
         self._waiting = 0  # rows sleeping before a retry
@@ -240,14 +241,25 @@ class BatchRun:
 
     def _mark_unsent(self) -> None:
         for row in self.plan.rows:
-            if self.outcomes[row.position] is None:
+            if self.outcomes[row.position] is not None:
+                continue
+            if row.position in self._cut:
+                reason, status = (
+                    "interrupted while its request was in flight (logged as interrupted); "
+                    "re-run to resume from the cache",
+                    "interrupted",
+                )
+            elif self._stopping():
+                reason = "not sent: the batch stopped at the first failure (on_error='raise')"
+                status = "unsent"
+            else:
                 reason = (
-                    "not sent: the batch stopped at the first failure (on_error='raise')"
-                    if self._stopping()
-                    else "not sent: the run was interrupted before this row; re-run to resume "
+                    "not sent: the run was interrupted before this row; re-run to resume "
                     "from the cache"
                 )
-                self.outcomes[row.position] = RowOutcome(None, reason, status="unsent")
+                status = "unsent"
+            cost = self._row_cost.get(row.position, Decimal(0))
+            self.outcomes[row.position] = RowOutcome(None, reason, cost, status=status)
 
     async def _dispatch(self, client: AsyncClient) -> None:
         assert self._wake is not None
@@ -356,6 +368,7 @@ class BatchRun:
         try:
             result = await call.arun(client)
         except asyncio.CancelledError:
+            self._cut.add(row.position)
             self.limiter.on_other(ticket)
             self._settle(row, call, reserve, estimated)
             raise
