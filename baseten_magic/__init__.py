@@ -1,8 +1,9 @@
 """baseten_magic: Baseten's Chat Completions API, native to Jupyter.
 
 `%load_ext baseten_magic` registers the `%%baseten` cell magic and the `%baseten` line magic.
-From Python: `chat()` / `achat()` send one completion, `ledger()` reads the cost ledger (also as
-a DataFrame), `history()` gives the notebook's conversation.
+From Python: `chat()` / `achat()` send one completion, `map()` / `amap()` one per row of a
+DataFrame, `ledger()` reads the cost ledger (also as a DataFrame), `history()` gives the
+notebook's conversation.
 
 Rule: importing the package is cheap. Heavy modules (httpx, ipywidgets, the server) load on
 first use through module `__getattr__` (PEP 562).
@@ -22,6 +23,8 @@ from baseten_magic.core.errors import (
     BadRequestError,
     BasetenError,
     BasetenWarning,
+    BatchError,
+    BatchInterrupted,
     BudgetExceededError,
     ConfigurationError,
     MidStreamError,
@@ -38,11 +41,12 @@ from baseten_magic.core.result import ChatResult, Choice, TokenLogprob, ToolCall
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from baseten_magic.api import achat, chat, history, ledger, read_history
+    from baseten_magic.api import achat, amap, chat, history, ledger, map, read_history
     from baseten_magic.core.budget import Budget
     from baseten_magic.core.pricing import Pricing
     from baseten_magic.core.structured import parse_reply, response_format_for
     from baseten_magic.core.tools import tool_spec
+    from baseten_magic.engine.batch.runner import BatchEstimate
     from baseten_magic.io.client import AsyncClient, Client
 
 _LAZY = {
@@ -52,6 +56,9 @@ _LAZY = {
     "history": "api",
     "read_history": "api",
     "Budget": "core.budget",
+    "map": "api",
+    "amap": "api",
+    "BatchEstimate": "engine.batch.runner",
     "Client": "io.client",
     "AsyncClient": "io.client",
     "Pricing": "core.pricing",
@@ -69,6 +76,9 @@ __all__ = [
     "BadRequestError",
     "BasetenError",
     "BasetenWarning",
+    "BatchError",
+    "BatchEstimate",
+    "BatchInterrupted",
     "Budget",
     "BudgetExceededError",
     "ChatResult",
@@ -89,10 +99,12 @@ __all__ = [
     "Usage",
     "__version__",
     "achat",
+    "amap",
     "chat",
     "history",
     "ledger",
     "load_ipython_extension",
+    "map",
     "parse_reply",
     "read_history",
     "response_format_for",

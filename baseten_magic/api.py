@@ -1,4 +1,5 @@
-"""The Python API: `chat()`, `achat()`, `ledger()` and `history()`.
+"""The Python API: `chat()`, `achat()`, `ledger()`, `history()`, and `map()` / `amap()` for
+prompts over data.
 
 Rule: a thin front end over the engine. It plans a call (request, context, tools) without I/O,
 then runs it through `engine.call.ChatCall` or the tool loop on a client opened for the call,
@@ -10,6 +11,9 @@ ledger rows carry the session's id (so `ledger(session="current")` has them) and
 the session's budget, beside the cells and the panel. Elsewhere it spends from the process's
 budget (`core.budget.process_budget`, capped by `BASETEN_MAGIC_BUDGET`) under the id
 `api-<pid>`.
+
+`map()` plans a batch and hands it to the engine's runner with a progress sink from
+`render.progress`; pandas loads only when `map()` is called.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from baseten_magic.core import transcript
 from baseten_magic.core.budget import Budget, budget_from_env, process_budget
 from baseten_magic.core.errors import ConfigurationError, ParameterError
 from baseten_magic.core.pricing import Pricing, pricing_from_env
+from baseten_magic.core.progress import ProgressSink
 from baseten_magic.core.result import SOURCES, ChatResult
 from baseten_magic.core.stream import Delta
 from baseten_magic.engine.call import (
@@ -41,6 +47,9 @@ from baseten_magic.render.result import register_result_display
 
 if TYPE_CHECKING:
     import pandas as pd
+
+if TYPE_CHECKING:
+    from baseten_magic.engine.batch.plan import BatchOptions
 
 
 def shell_session() -> Session | None:
@@ -364,3 +373,159 @@ def read_history(text: str) -> list[transcript.Turn]:
     """The turns of a history export (Markdown or JSON, as `history()` or `%baseten history`
     wrote it); `[t.message() for t in turns]` gives messages to send again."""
     return transcript.read(text)
+
+
+def _batch_options(
+    *,
+    model: str | None,
+    system: str | None,
+    schema: object | None,
+    json: bool,
+    concurrency: int | None,
+    rpm: float | None,
+    tpm: float | None,
+    budget_usd: float | Decimal | str | None,
+    cache: bool,
+    on_error: Literal["keep", "raise"],
+    dry_run: bool,
+    timeout: float | None,
+    pricing: Pricing | None,
+    params: dict[str, Any],
+) -> BatchOptions:
+    from baseten_magic.engine.batch.plan import BatchOptions
+
+    budget = None
+    if budget_usd is not None:
+        try:
+            budget = Decimal(str(budget_usd))
+        except ArithmeticError:
+            budget = Decimal(-1)  # reported by BatchOptions in its one-line message
+        if not budget.is_finite():
+            budget = Decimal(-1)
+    return BatchOptions(
+        model=model,
+        system=system,
+        schema=schema,
+        json=json,
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        budget_usd=budget,
+        cache=cache,
+        on_error=on_error,
+        dry_run=dry_run,
+        timeout=timeout,
+        params=params,
+        pricing=pricing,
+    )
+
+
+def map(
+    prompt: str | Callable[[dict[str, Any]], Any],
+    data: Any,
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    schema: object | None = None,
+    json: bool = False,
+    concurrency: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    budget_usd: float | Decimal | str | None = None,
+    cache: bool = True,
+    on_error: Literal["keep", "raise"] = "keep",
+    progress: bool | ProgressSink = True,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    pricing: Pricing | None = None,
+    **params: Any,
+) -> Any:
+    """Send one chat completion per row of `data` and return the answers as a DataFrame.
+
+    `prompt` is a `str.format` template over the row's fields (`"Classify: {review}"`; `{{`
+    and `}}` are literal braces) or a function `row dict -> str | list of messages`. `data` is
+    a pandas DataFrame, a Series or list of str (field `{value}`), a list of dicts, or a dask
+    DataFrame (then a lazy dask DataFrame comes back). The result keeps `data`'s index and
+    columns and adds `answer`, `error`, `cost_usd` (and the parsed fields with `schema=` or
+    `json=True`); `out.attrs["baseten"]` is the run's summary. Rows answered before come from
+    the cache at $0; `budget_usd` caps the spend; `rpm`/`tpm` are the account's limits (without
+    them the client finds the limit from 429s). `dry_run=True` sends nothing and returns a
+    `BatchEstimate`. Ctrl-C raises `BatchInterrupted` with the rows done on `.partial`.
+    """
+    options = _batch_options(
+        model=model,
+        system=system,
+        schema=schema,
+        json=json,
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        budget_usd=budget_usd,
+        cache=cache,
+        on_error=on_error,
+        dry_run=dry_run,
+        timeout=timeout,
+        pricing=pricing,
+        params=params,
+    )
+    from baseten_magic.engine.batch import runner
+
+    if _is_dask_frame(data):
+        return runner.dask_batch(prompt, data, options)
+    from baseten_magic.render.progress import choose_sink
+
+    total = len(data) if hasattr(data, "__len__") else 0
+    sink = None if dry_run else choose_sink(progress, total)
+    return runner.run_batch(prompt, data, options, sink=sink)
+
+
+async def amap(
+    prompt: str | Callable[[dict[str, Any]], Any],
+    data: Any,
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    schema: object | None = None,
+    json: bool = False,
+    concurrency: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    budget_usd: float | Decimal | str | None = None,
+    cache: bool = True,
+    on_error: Literal["keep", "raise"] = "keep",
+    progress: bool | ProgressSink = False,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    pricing: Pricing | None = None,
+    **params: Any,
+) -> Any:
+    """The awaitable twin of `map()` for code on an event loop (`await amap(...)`); a
+    cancelled run raises CancelledError with the rows done on its `.partial`. Progress is off
+    unless asked for (`progress=True`, or a sink)."""
+    options = _batch_options(
+        model=model,
+        system=system,
+        schema=schema,
+        json=json,
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        budget_usd=budget_usd,
+        cache=cache,
+        on_error=on_error,
+        dry_run=dry_run,
+        timeout=timeout,
+        pricing=pricing,
+        params=params,
+    )
+    from baseten_magic.engine.batch import runner
+    from baseten_magic.render.progress import choose_sink
+
+    total = len(data) if hasattr(data, "__len__") else 0
+    sink = None if dry_run else choose_sink(progress, total)
+    return await runner.arun_batch(prompt, data, options, sink=sink)
+
+
+def _is_dask_frame(data: Any) -> bool:
+    module = type(data).__module__
+    return module.startswith(("dask.", "dask_expr")) and hasattr(data, "map_partitions")

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import Section, decode, import_cost, loopback, memory, notebook_traffic
+from benchmarks import Section, batch, decode, import_cost, loopback, memory, notebook_traffic
 
 __all__ = ["BENCHMARKS", "machine", "main", "markdown_report", "render_section"]
 
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "import_cost": import_cost.run,
     "memory": memory.run,
     "notebook_traffic": notebook_traffic.run,
+    "batch": batch.run,
 }
 RESULTS = Path(__file__).parent / "results"
 # A quick run must not overwrite the committed results of the full run.
@@ -137,7 +138,7 @@ def markdown_report(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks; return the exit status."""
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for CI (~3 min)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for CI (~4 min)")
     parser.add_argument(
         "--json",
         type=Path,

@@ -19,7 +19,10 @@
     ├── StreamError             the response started, then failed; carries the partial result
     │   ├── StreamInterrupted       the server cut the stream (no finish reason, no [DONE])
     │   └── MidStreamError          the server sent an error event mid-stream
-    └── OutputParseError        --json / --schema reply did not parse or validate; keeps raw text
+    ├── OutputParseError        --json / --schema reply did not parse or validate; keeps raw text
+    └── BatchError              map(on_error="raise") met a failed row; `.partial` is the frame
+    KeyboardInterrupt
+    └── BatchInterrupted        map() interrupted; `.partial` holds the rows done so far
 
     BasetenWarning (a UserWarning)  valid, but probably not what was meant
 
@@ -93,6 +96,8 @@ class APIStatusError(BasetenError):
         self.body = body
         self.request_id = request_id
         self.rpc_code = rpc_code  # the JSON-RPC error code, on the MCP route only
+        # Seconds the server asked to wait (Retry-After / retry-after-ms), when it said.
+        self.retry_after: float | None = None
 
 
 class BadRequestError(APIStatusError):
@@ -148,3 +153,19 @@ class OutputParseError(BasetenError, ValueError):
 
 class BasetenWarning(UserWarning):
     """A request is valid but probably not what was meant (for example internal parameters)."""
+
+
+class BatchError(BasetenError):
+    """`map(..., on_error="raise")` met a failed row; `.partial` holds the frame so far."""
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """`map()` was interrupted (Ctrl-C, Kernel → Interrupt); `.partial` holds the rows done."""
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypedDict, get_args
 #: How a call ended; also a ledger row's `status`.
 Status = Literal["ok", "error", "interrupted"]
 #: Which front end made a call; also a ledger row's `source`.
-Source = Literal["magic", "panel", "api"]
+Source = Literal["magic", "panel", "api", "batch"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 SOURCES: tuple[Source, ...] = get_args(Source)
 

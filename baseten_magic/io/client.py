@@ -50,7 +50,7 @@ from baseten_magic.core.errors import (
     StreamError,
     StreamInterrupted,
 )
-from baseten_magic.core.retry import RetryPolicy, retry_after_from_headers
+from baseten_magic.core.retry import RetryPolicy, parse_retry_after, retry_after_from_headers
 from baseten_magic.core.sse import EventTooLarge, SSEDecoder
 from baseten_magic.core.stream import NO_DELTA, Delta, StreamState, error_text
 
@@ -247,7 +247,9 @@ class _Core:
         else:
             cls, hint = APIStatusError, "see the server's message"
         message = f"HTTP {status}: {detail} ({hint})" if hint else f"HTTP {status}: {detail}"
-        return cls(message, status_code=status, body=body, request_id=request_id)
+        error = cls(message, status_code=status, body=body, request_id=request_id)
+        error.retry_after = parse_retry_after(retry_after_from_headers(headers))
+        return error
 
     @staticmethod
     def _unknown_model_hint(model: str | None, detail: str) -> str:

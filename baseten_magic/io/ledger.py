@@ -72,7 +72,7 @@ class LedgerRow:
         if self.source not in SOURCES:
             raise ValueError(
                 f"ledger source must be one of {', '.join(SOURCES)}, got {self.source!r}; "
-                "use magic, panel or api"
+                "use magic, panel, api or batch"
             )
         if self.route not in ROUTES:
             raise ValueError(

@@ -46,6 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fault-seed", type=int, default=None, help="seed for --fault-rate")
     parser.add_argument(
+        "--rpm", type=float, default=None, help="requests per minute allowed (429 above it)"
+    )
+    parser.add_argument(
+        "--tpm", type=float, default=None, help="tokens per minute allowed (429 above it)"
+    )
+    parser.add_argument(
+        "--max-concurrent", type=int, default=None, help="requests in flight allowed (429 above)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="fixed seconds added to every chat request"
+    )
+    parser.add_argument(
         "--reasoning-field",
         choices=("reasoning_content", "reasoning"),
         default="reasoning_content",
@@ -111,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fault_rate=args.fault_rate,
                 fault_seed=args.fault_seed,
                 profile=args.profile,
+                rpm=args.rpm,
+                tpm=args.tpm,
+                max_concurrent=args.max_concurrent,
+                latency_s=args.latency,
             ).start()
     except ImportError:
         print(

@@ -9,9 +9,10 @@ Profiles: `baseten` (the default) streams with Baseten's quirks; `openai` stream
 trailing chunk unless `stream_options.continuous_usage_stats` is true), so third-party SDKs that
 merge tool calls by id or add usage up assemble answers correctly.
 
-Routes: `GET /v1/models`, `POST /v1/chat/completions`, and `GET /health` (no auth, for
-readiness probes). Errors: 401 in the string shape, unknown model or route 404 in the object
-shape, invalid parameters or body 400 in the flat shape, as Baseten's backends answer.
+Routes: `GET /v1/models`, `POST /v1/chat/completions`, `GET /health` (no auth, for
+readiness probes) and `GET /v1/stats` (no auth: the account-limit counters, see `limits`).
+Errors: 401 in the string shape, unknown model or route 404 in the object shape, invalid
+parameters or body 400 in the flat shape, as Baseten's backends answer.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ from baseten_magic.server.generate import (
     plan,
 )
 from baseten_magic.server.http import BadRequest, Exchange, Request
+from baseten_magic.server.limits import AccountLimits
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+STATS_PATH = "/v1/stats"
 SESSION_HEADER = "x-session-affinity"
 MAX_SESSIONS = 1024
 # Fragments at these positions share one event with the next fragment (a Baseten quirk).
@@ -88,6 +91,7 @@ class ServerConfig:
     keep_alive_every: int = 50
     fault_seed: int | None = None
     profile: str = "baseten"
+    limits: AccountLimits = field(default_factory=AccountLimits)
 
 
 PROFILES: tuple[str, ...] = ("baseten", "openai")
@@ -174,12 +178,16 @@ class ChatApp:
         try:
             if path == "/health":
                 await exchange.respond(200, wire.dumps({"status": "ok"}), _JSON)
+            elif path == STATS_PATH:
+                stats = self.config.limits.stats().as_json()
+                await exchange.respond(200, wire.dumps(stats), _JSON)
             elif path == MODELS_PATH:
                 self._require(request, "GET")
                 self._authenticate(request)
                 await self._models(exchange)
             elif path == CHAT_PATH:
                 self.request_count += 1
+                self.config.limits.requests += 1  # every chat request, faults included
                 self._require(request, "POST")
                 self._authenticate(request)
                 await self._chat(request, body, exchange)
@@ -282,10 +290,26 @@ class ChatApp:
                 {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)},
             )
         prepared = self._prepare(body, request.headers.get(SESSION_HEADER), fault)
-        if prepared.stream:
-            await self._stream(prepared, exchange)
-        else:
-            await self._complete(prepared, exchange)
+        limits = self.config.limits
+        tokens = prepared.prompt_tokens + sum(c.completion_tokens for c in prepared.choices)
+        refused = limits.admit(tokens)
+        if refused is not None:
+            message = (
+                "Rate limit exceeded: this account allows "
+                f"{limits.rpm or 'unlimited'} requests/min, {limits.tpm or 'unlimited'} "
+                f"tokens/min and {limits.max_concurrent or 'unlimited'} requests at once; "
+                "retry after the time in Retry-After"
+            )
+            raise _Reply(429, wire.error_body("object", 429, message), refused)
+        try:
+            if limits.latency_s:
+                await asyncio.sleep(limits.latency_s)
+            if prepared.stream:
+                await self._stream(prepared, exchange)
+            else:
+                await self._complete(prepared, exchange)
+        finally:
+            limits.release()
 
     @staticmethod
     def _body_problem(raw: bytes) -> str:

@@ -24,6 +24,7 @@ from baseten_magic.server.app import (
 )
 from baseten_magic.server.faults import Fault
 from baseten_magic.server.http import HTTPServer
+from baseten_magic.server.limits import AccountLimits, LimitStats
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
@@ -48,6 +49,10 @@ class LocalServer:
         fault_rate: float = 0.0,
         fault_seed: int | None = None,
         profile: str = "baseten",
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_concurrent: int | None = None,
+        latency_s: float = 0.0,
     ) -> None:
         if reasoning_field not in REASONING_FIELDS:
             raise ValueError(
@@ -76,6 +81,9 @@ class LocalServer:
             fault_rate=fault_rate,
             fault_seed=fault_seed,
             profile=profile,
+            limits=AccountLimits(
+                rpm=rpm, tpm=tpm, max_concurrent=max_concurrent, latency_s=latency_s
+            ),
         )
         self._app = ChatApp(self._config)
         self._http = HTTPServer(self._app.handle, self._app.bad_request_body)
@@ -216,6 +224,15 @@ class LocalServer:
     def request_count(self) -> int:
         """Chat completion requests received."""
         return self._app.request_count
+
+    def stats(self) -> LimitStats:
+        """The account-limit counters: chat requests, 429s sent, requests in flight (also
+        `GET /v1/stats`)."""
+        return self._config.limits.stats()
+
+    def reset_stats(self) -> None:
+        """Zero the request and 429 counters (e.g. between two runs of a benchmark)."""
+        self._config.limits.reset()
 
     @property
     def open_connections(self) -> int:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("decode", "loopback", "import_cost", "memory", "notebook_traffic")
+SECTIONS = ("decode", "loopback", "import_cost", "memory", "notebook_traffic", "batch")
 
 
 @pytest.mark.kernel
-@pytest.mark.timeout(280)
+@pytest.mark.timeout(400)
 def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     out = tmp_path / "quick.json"
     done = subprocess.run(
@@ -26,7 +26,7 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=270,
+        timeout=390,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -55,6 +55,9 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
         ("baseten_magic", 5_000),
         ("naive", 1_000),
     }
+    batch = sections["batch"]["data"]["results"]
+    assert batch["baseten_magic, rpm=600 given"]["failed"] == 0
+    assert sections["batch"]["data"]["cached_ms_per_1000"] > 0
     assert "target" in done.stdout
 
 
