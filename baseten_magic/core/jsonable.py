@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -31,3 +32,19 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     return str(value)
+
+
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a value (`null`, `boolean`, `integer`, `number`, `string`,
+    `array`, `object`), or its Python type's name when it has none."""
+    if value is None:
+        return "null"
+    kinds: list[tuple[type | tuple[type, ...], str]] = [
+        (bool, "boolean"),  # before int: True is an int to Python, not to JSON
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        ((list, tuple), "array"),
+        (Mapping, "object"),
+    ]
+    return next((name for cls, name in kinds if isinstance(value, cls)), type(value).__name__)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 from baseten_magic.core.errors import OutputParseError, ParameterError
+from baseten_magic.core.jsonable import json_type
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
@@ -554,20 +555,6 @@ def _child(path: str, name: str) -> str:
 
 def _show(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, default=repr)
-    kind = _json_type(value)
+    kind = json_type(value)
     text = text if len(text) <= 40 else text[:37] + "..."
     return f"{kind} {text}" if kind in ("string", "array", "object") else text
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    kinds: list[tuple[type | tuple[type, ...], str]] = [
-        (bool, "boolean"),
-        (int, "integer"),
-        (float, "number"),
-        (str, "string"),
-        ((list, tuple), "array"),
-        (dict, "object"),
-    ]
-    return next((name for cls, name in kinds if isinstance(value, cls)), type(value).__name__)

@@ -31,6 +31,7 @@ from baseten_magic.core.errors import (
     ServerError,
     StreamError,
 )
+from baseten_magic.core.jsonable import json_type
 from baseten_magic.core.params import PARAMETERS
 from baseten_magic.core.settings import TIMEOUT_HINT
 from baseten_magic.core.stream import error_text
@@ -114,24 +115,9 @@ def _declared_types(prop: Any) -> set[str]:
     return found
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "object"
-    return "array"
-
-
-def _fits(value: Any, types: set[str]) -> bool:
-    kind = _json_type(value)
+def fits(value: Any, types: set[str]) -> bool:
+    """Whether `value` is one of the JSON Schema `types` (an integer is a number too)."""
+    kind = json_type(value)
     return kind in types or (kind == "integer" and "number" in types)
 
 
@@ -159,7 +145,7 @@ def encode_arguments(body: Mapping[str, Any], schema: Mapping[str, Any]) -> dict
                 f"{len(properties)} others); remove {name}, or use the baseten route"
             )
         types = _declared_types(properties.get(name))
-        if not types or _fits(value, types):
+        if not types or fits(value, types):
             arguments[name] = value
         elif "string" in types:
             arguments[name] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))

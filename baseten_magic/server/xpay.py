@@ -29,11 +29,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from baseten_magic.core.catalog import Catalog, default_catalog
+from baseten_magic.core.jsonable import json_type
 from baseten_magic.core.xpay import (
     INVALID_PARAMS,
     REQUIRED_INPUTS,
     TOOL_NAME,
     decode_argument,
+    fits,
     listing_schema,
 )
 from baseten_magic.server.app import ChatApp, ServerConfig
@@ -52,22 +54,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def new_xpay_key() -> str:
     """A random demo key, recognisable as local."""
     return "xpay-local-" + secrets.token_hex(16)
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return "null"
 
 
 class _ToolError(Exception):
@@ -192,8 +178,8 @@ class LocalMCPServer:
             if prop is None:
                 raise _ToolError(f"Unknown input {name!r}; this tool takes {', '.join(properties)}")
             wanted = prop.get("type")
-            got = _json_type(value)
-            if got != wanted and not (got == "integer" and wanted == "number"):
+            if not fits(value, {wanted}):
+                got = json_type(value)
                 raise _ToolError(
                     f"Input {name!r} must be of type {wanted} per this tool's schema, got {got}; "
                     + ("send it as JSON text" if wanted == "string" else f"send a JSON {wanted}")
