@@ -231,5 +231,6 @@ def _result_from_row(row: tuple[Any, ...]) -> CachedAnswer:
         usage=None if usage is None else Usage(**json.loads(usage)),
         cost=Decimal(0),
         status="ok",
+        cached=True,
     )
     return CachedAnswer(result, original)
