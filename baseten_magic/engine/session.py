@@ -64,6 +64,7 @@ __all__ = [
     "Session",
     "SessionOwner",
     "Settings",
+    "cached_notes",
     "registered_session",
 ]
 
@@ -106,6 +107,11 @@ class Settings(Protocol):
     def route(self) -> str: ...
     @property
     def timeout(self) -> float | None: ...
+
+
+def cached_notes(saved: Decimal) -> list[str]:
+    """The footer's notes of an answer from the cache: that it was, and what it saved."""
+    return ["cached", f"saved {format_usd(saved)}"]
 
 
 @dataclasses.dataclass(frozen=True)

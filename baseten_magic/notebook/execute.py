@@ -25,16 +25,15 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from baseten_magic.core.errors import BasetenError, BasetenWarning, OutputParseError
-from baseten_magic.core.pricing import format_usd
 from baseten_magic.core.result import ChatResult, Status
 from baseten_magic.core.settings import error_line, redact
 from baseten_magic.core.stream import Delta
 from baseten_magic.engine.call import CallContext, ChatCall, SyncChatClient
-from baseten_magic.engine.session import Session
+from baseten_magic.engine.session import Session, cached_notes
 from baseten_magic.notebook.options import usage_error
 from baseten_magic.notebook.plan import CellPlan
 
-__all__ = ["CellInterrupted", "cached_notes", "is_terminal", "run_cell"]
+__all__ = ["CellInterrupted", "is_terminal", "run_cell"]
 
 
 class _Painter(Protocol):
@@ -150,11 +149,6 @@ def run_cell(
 
 
 # -- the response cache ----------------------------------------------------------------------
-
-
-def cached_notes(saved: Decimal) -> list[str]:
-    """The footer's notes of an answer from the cache: that it was, and what it saved."""
-    return ["cached", f"saved {format_usd(saved)}"]
 
 
 def _answer_from_cache(
