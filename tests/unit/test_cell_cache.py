@@ -329,3 +329,51 @@ def test_the_panel_s_send_follows_the_trait(shell: Any, server: LocalServer) -> 
         assert magics.session.cache_saved()[0] == 1
     finally:
         panel.close()
+
+
+def test_a_cache_that_cannot_be_opened_is_one_line_and_nothing_is_sent(
+    shell: Any, server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("BASETEN_MAGIC_CACHE", str(blocker / "responses.sqlite3"))
+    before = server.request_count
+    with capture_output(), pytest.raises(UsageError) as info:
+        shell.run_cell_magic("baseten", "--cache --no-memory", "/echo never")
+    message = str(info.value)
+    assert "\n" not in message and "BASETEN_MAGIC_CACHE" in message and "--no-cache" in message
+    assert server.request_count == before
+    result, _ = run(shell, "--no-cache --no-memory", "/echo sent")  # the way out it names
+    assert result.content == "sent"
+
+
+def test_a_json_hit_is_parsed_again(shell: Any, server: LocalServer) -> None:
+    first, _ = run(shell, "--cache --no-memory --json", 'Answer as JSON like {"ok": true}.')
+    before = server.request_count
+    hit, captured = run(shell, "--cache --no-memory --json", 'Answer as JSON like {"ok": true}.')
+    assert server.request_count == before
+    assert hit.cached and hit.parsed == first.parsed and hit.parsed is not None
+    assert "cached · saved $" in footer(captured)
+
+
+def test_a_hit_in_terminal_ipython_prints_the_answer_and_the_cached_footer(
+    shell: Any, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("baseten_magic.notebook.execute.is_terminal", lambda shell: True)
+    first, _ = run(shell, "--cache --no-memory --reasoning-effort low", "/words 30")
+    before = server.request_count
+    with capture_output() as captured:
+        shell.run_cell_magic("baseten", "--cache --no-memory --reasoning-effort low", "/words 30")
+    assert server.request_count == before
+    assert captured.outputs == []
+    assert first.content in captured.stdout
+    assert "cached · saved $" in captured.stdout
+
+
+def test_config_shows_the_setting_and_the_file(shell: Any, cache_file: Path) -> None:
+    magics_of(shell).cache = True
+    with capture_output() as captured:
+        shell.run_line_magic("baseten", "config")
+    text = captured.stdout + "".join(str(o.data.get("text/plain", "")) for o in captured.outputs)
+    line = next(x for x in text.splitlines() if x.startswith("cache "))
+    assert "True" in line and str(cache_file) in line and "BASETEN_MAGIC_CACHE" in line
