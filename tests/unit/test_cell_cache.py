@@ -377,3 +377,13 @@ def test_config_shows_the_setting_and_the_file(shell: Any, cache_file: Path) -> 
     text = captured.stdout + "".join(str(o.data.get("text/plain", "")) for o in captured.outputs)
     line = next(x for x in text.splitlines() if x.startswith("cache "))
     assert "True" in line and str(cache_file) in line and "BASETEN_MAGIC_CACHE" in line
+
+
+def test_a_cached_result_shows_itself_as_cached(shell: Any) -> None:
+    from baseten_magic.render.result import result_bundle
+
+    run(shell, "--cache --no-memory -o answer", "/echo shown")
+    run(shell, "--cache --no-memory -o again", "/echo shown")
+    sent, hit = result_bundle(shell.user_ns["answer"]), result_bundle(shell.user_ns["again"])
+    assert "· cached" in hit["text/plain"] and "· cached" in hit["text/html"]
+    assert "· cached" not in sent["text/plain"] and "· cached" not in sent["text/html"]
