@@ -5,8 +5,9 @@
 
 Rule: the run is self-contained. A `LocalServer` starts in this process, the notebook's kernel
 is pointed at it through `BASETEN_BASE_URL`/`BASETEN_API_KEY` (a throwaway demo key), the cost
-ledger goes next to the executed notebook, and nothing reaches the internet. Needs the `demo`
-extra (`pip install '.[demo]'`: ipykernel, nbclient, nbformat).
+ledger and a fresh response cache (`BASETEN_MAGIC_CACHE`) go next to the executed notebook, and
+nothing reaches the internet. Needs the `demo` extra (`pip install '.[demo]'`: ipykernel,
+nbclient, nbformat).
 
 The executed notebook opens clean in JupyterLab: its `kernelspec` metadata is the spec of the
 kernel that ran it, exactly as Lab writes it when it connects a kernel (a different
@@ -52,6 +53,11 @@ def run_notebook(
     out.parent.mkdir(parents=True, exist_ok=True)
     ledger = out.with_suffix(".ledger.sqlite3").resolve()  # the kernel runs in the notebook dir
     ledger.unlink(missing_ok=True)
+    # The response cache too: a fresh one next to the output, never the user's own, so the
+    # notebook's first --cache cell is sent and its re-run is the hit it shows.
+    cache = out.with_suffix(".cache.sqlite3").resolve()
+    for stale in (cache, Path(f"{cache}-wal"), Path(f"{cache}-shm")):
+        stale.unlink(missing_ok=True)
     nb = nbformat.read(notebook, as_version=4)
     with LocalServer(tokens_per_second=tokens_per_second) as server:
         env = {
@@ -59,6 +65,7 @@ def run_notebook(
             "BASETEN_BASE_URL": server.url,
             "BASETEN_API_KEY": server.api_key,
             "BASETEN_MAGIC_LEDGER": str(ledger),
+            "BASETEN_MAGIC_CACHE": str(cache),
         }
         client = NotebookClient(
             nb,
@@ -101,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"executed {cells} code cells of {args.notebook} in {took:.1f} s; errors: {errors}")
     print(f"executed notebook: {out}")
     print(f"cost ledger: {out.with_suffix('.ledger.sqlite3')}")
+    print(f"response cache: {out.with_suffix('.cache.sqlite3')}")
     return 1 if errors else 0
 
 

@@ -114,6 +114,33 @@ CELLS: list[tuple[str, str] | tuple[str, str, list[str]]] = [
     ),
     (
         "md",
+        "## Pay once: the response cache\n\n`--cache` answers a request that was answered "
+        "before from the response cache (the file at `BASETEN_MAGIC_CACHE`, shared with "
+        "`baseten_magic.map()`): nothing is sent, it costs $0, the budget is untouched, and "
+        "the footer says `cached` with what it saved. The key is the whole request (model, "
+        "messages, parameters), so with conversation memory a cell hits only when the "
+        "conversation is the same too; these two cells use `--no-memory`. "
+        "`%config BasetenMagics.cache = True` turns it on for every cell; `--no-cache` sends "
+        "anyway.",
+    ),
+    (
+        "code",
+        "%%baseten --cache --no-memory -m glm -o fresh\n"
+        "In one sentence: what does a response cache save?",
+    ),
+    (
+        "md",
+        "The same request from another cell (or from this one, run again): answered from "
+        "the cache, with nothing sent.",
+    ),
+    (
+        "code",
+        "%%baseten --cache --no-memory -m glm -o again\n"
+        "In one sentence: what does a response cache save?",
+    ),
+    ("code", "print(again.cached, again.cost_usd, again.content == fresh.content)"),
+    (
+        "md",
         "## Mistakes are caught before anything is sent\n\nA bad option or value is one line "
         "that says what to do (this cell is expected to fail).",
     ),

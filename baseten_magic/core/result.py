@@ -145,6 +145,8 @@ class ChatResult:
     request_id: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
     choices: tuple[Choice, ...] = ()
+    # True when the answer came from the response cache: nothing was sent and `cost` is 0.
+    cached: bool = False
 
     @property
     def cost_usd(self) -> float:

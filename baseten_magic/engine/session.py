@@ -15,6 +15,12 @@ The spend cap: the session's `budget` is shared by its cells, its panel and `cha
 else `BASETEN_MAGIC_BUDGET`; `context_for(..., request=...)` refuses a call whose worst case
 does not fit before anything is painted or sent, and every `ChatCall` holds its worst case on
 the budget while it runs (two panel columns, or a tool loop's rounds, each hold their own).
+
+The response cache: `cached_answer` / `store_answer` use the one `io.cache.ResponseCache` file
+(`BASETEN_MAGIC_CACHE`) and key function `map()` uses, scoped by the endpoint the same way, so a
+cell and a batch row with the same request share an answer. A hit was never attempted: it
+writes no ledger row and touches no budget; the session counts it in `cache_hits` (what
+`%baseten cost` reports beside its calls).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from baseten_magic.core.budget import (
 from baseten_magic.core.catalog import Catalog, default_catalog
 from baseten_magic.core.pricing import Pricing, format_usd, pricing_mode
 from baseten_magic.core.result import ChatResult, Source
-from baseten_magic.core.settings import Route, ledger_path
+from baseten_magic.core.settings import Route, base_url, ledger_path, xpay_url
 from baseten_magic.core.stream import Delta
 from baseten_magic.core.transcript import Turn
 from baseten_magic.engine.call import CallContext, PreparedRequest
@@ -45,13 +51,22 @@ from baseten_magic.io.ledger import Ledger, LedgerRow
 from baseten_magic.io.routes import async_client_for, client_for, route_of
 
 if TYPE_CHECKING:
+    from baseten_magic.io.cache import CachedAnswer, ResponseCache
     from baseten_magic.io.client import AsyncClient, Client
     from baseten_magic.io.xpay import AsyncXPayClient, XPayClient
 
 #: Told (progress, total, message) when the reseller's server reports progress on a call.
 Progress = Callable[[float, float | None, str | None], None]
 
-__all__ = ["NAMED_PARAMS", "Session", "SessionOwner", "Settings", "registered_session"]
+__all__ = [
+    "NAMED_PARAMS",
+    "CacheHit",
+    "Session",
+    "SessionOwner",
+    "Settings",
+    "cached_notes",
+    "registered_session",
+]
 
 #: Request parameters with a setting (and a cell option) of their own; `params` holds the rest.
 NAMED_PARAMS = ("temperature", "top_p", "max_tokens", "reasoning_effort")
@@ -94,6 +109,21 @@ class Settings(Protocol):
     def timeout(self) -> float | None: ...
 
 
+def cached_notes(saved: Decimal) -> list[str]:
+    """The footer's notes of an answer from the cache: that it was, and what it saved."""
+    return ["cached", f"saved {format_usd(saved)}"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheHit:
+    """A call answered from the response cache: which cell, which model, what it saved."""
+
+    cell: int | None
+    model: str
+    saved_usd: Decimal
+    source: Source = "magic"
+
+
 class Session:
     """What one notebook session shares: settings, client, ledger, conversation, its calls."""
 
@@ -117,6 +147,8 @@ class Session:
             )
         )
         self._progress: Progress | None = None  # who hears the reseller's progress, if anyone
+        self.cache_hits: list[CacheHit] = []  # calls the response cache answered (no row)
+        self._cache: ResponseCache | None = None  # opened on the first lookup
 
     def __repr__(self) -> str:
         return (
@@ -242,7 +274,10 @@ class Session:
             self.close()
 
     def close(self) -> None:
-        """Release the client."""
+        """Release the client (and the response cache's connection)."""
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -307,26 +342,89 @@ class Session:
         key: str | None = None,
         messages: Sequence[Mapping[str, str]] = (),
         rounds: Sequence[ChatResult] = (),
+        saved: Decimal | None = None,
     ) -> None:
         """Keep a finished call: its result and row, and with a `key` its exchange in memory.
         A tool loop passes its `rounds`: one row each, as the ledger has (`result` is what the
-        cell shows, costed over them)."""
+        cell shows, costed over them). A cache hit passes what it `saved`: it is counted in
+        `cache_hits` instead of `rows` (it has no ledger row)."""
         self.history.append(result)
-        self.rows.extend(
-            LedgerRow.from_result(
-                each,
-                session=context.session,
-                cell=context.cell,
-                pricing_mode=context.billing.mode,
-                source=context.source,
-                route=context.route,
+        if saved is not None:
+            self.remember_hit(CacheHit(context.cell, result.model, saved, context.source))
+        else:
+            self.rows.extend(
+                LedgerRow.from_result(
+                    each,
+                    session=context.session,
+                    cell=context.cell,
+                    pricing_mode=context.billing.mode,
+                    source=context.source,
+                    route=context.route,
+                )
+                for each in (rounds or (result,))
             )
-            for each in (rounds or (result,))
-        )
         if key is not None:
             self.conversation.record(
                 key, messages, result.content, result.status, cell=context.cell
             )
+
+    # -- the response cache (shared with map()) ----------------------------------------------
+
+    @property
+    def cache_enabled(self) -> bool:
+        """The `cache` setting (off unless set; settings without one never cache)."""
+        return bool(getattr(self.settings, "cache", False))
+
+    @property
+    def response_cache(self) -> ResponseCache:
+        """The response cache at `BASETEN_MAGIC_CACHE` (reopened when that variable changes);
+        sqlite3 loads with the first lookup, not with the extension."""
+        from baseten_magic.io.cache import ResponseCache, cache_path
+
+        path = cache_path()
+        if self._cache is None or self._cache.path != path:
+            if self._cache is not None:
+                self._cache.close()
+            self._cache = ResponseCache(path)
+        return self._cache
+
+    @staticmethod
+    def cache_key(request: PreparedRequest, route: Route) -> str:
+        """The request's cache key, scoped as `map()` scopes it: by the endpoint it goes to."""
+        from baseten_magic.io.cache import key_for
+
+        scope = base_url() if route == "baseten" else f"xpay:{xpay_url()}"
+        return key_for(request.body, scope=scope)
+
+    @staticmethod
+    def cacheable(request: PreparedRequest) -> bool:
+        """False for requests whose answer the cache cannot hold whole (several choices,
+        log probabilities): those are always sent."""
+        body = request.body
+        return not body.get("logprobs") and int(body.get("n") or 1) <= 1
+
+    def cached_answer(self, request: PreparedRequest, route: Route) -> CachedAnswer | None:
+        """The stored answer to `request`, or None; raises ConfigurationError (one line) when
+        the cache file cannot be used."""
+        if not self.cacheable(request):
+            return None
+        return self.response_cache.get(self.cache_key(request, route))
+
+    def store_answer(self, request: PreparedRequest, route: Route, result: ChatResult) -> bool:
+        """Keep a finished answer for the next identical request; only `ok` answers are kept
+        (an error, an interrupted or cut answer never is). True when it was stored."""
+        if result.status != "ok" or result.cached or not self.cacheable(request):
+            return False
+        self.response_cache.put(self.cache_key(request, route), result)
+        return True
+
+    def remember_hit(self, hit: CacheHit) -> None:
+        """Count a cache hit for `%baseten cost` (it has no ledger row: nothing was sent)."""
+        self.cache_hits.append(hit)
+
+    def cache_saved(self) -> tuple[int, Decimal]:
+        """How many calls the cache answered in this session, and what they would have cost."""
+        return len(self.cache_hits), sum((h.saved_usd for h in self.cache_hits), Decimal(0))
 
     def turns(self) -> list[Turn]:
         """What the next new cell sends before its own messages (system prompt included)."""

@@ -123,7 +123,8 @@ class ResponseCache:
         except OSError as exc:
             raise ConfigurationError(
                 f"the response cache at {str(self.path)!r} could not be created "
-                f"({exc.strerror}); set {CACHE_ENV} to a writable file path, or pass cache=False"
+                f"({exc.strerror}); set {CACHE_ENV} to a writable file path, or pass cache=False "
+                "(in a cell: --no-cache)"
             ) from None
 
     def _connection(self) -> sqlite3.Connection:
@@ -151,7 +152,8 @@ class ResponseCache:
                 if not _is_locked(exc) or attempt == _LOCK_RETRIES - 1:
                     raise ConfigurationError(
                         f"the response cache at {str(self.path)!r} failed ({exc}); delete the "
-                        f"file, set {CACHE_ENV} to another path, or pass cache=False"
+                        f"file, set {CACHE_ENV} to another path, or pass cache=False "
+                        "(in a cell: --no-cache)"
                     ) from None
                 time.sleep(0.02 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -231,5 +233,6 @@ def _result_from_row(row: tuple[Any, ...]) -> CachedAnswer:
         usage=None if usage is None else Usage(**json.loads(usage)),
         cost=Decimal(0),
         status="ok",
+        cached=True,
     )
     return CachedAnswer(result, original)

@@ -3,7 +3,11 @@
 Rule: whatever happens (an answer, an HTTP error, a cut stream, Ctrl-C), the cell's final state
 is painted once, the call is remembered by the session, and the result lands in the namespace
 (`_baseten`, and `-o VAR`). The call itself runs paced by the painter, a plain call and every
-round of a tool loop alike, so the live display keeps its rhythm while no bytes arrive. Errors
+round of a tool loop alike, so the live display keeps its rhythm while no bytes arrive.
+With the cache on (`--cache`, the `cache` setting), a request the response cache holds is
+answered from it before anything else (no budget check, nothing sent, no ledger row), painted
+and concluded like a live answer with "cached · saved $X" in the footer; a miss is sent as
+usual and stored only when the call ends `ok`. Errors
 the user can act on end as one `UsageError` line, said there only (the painted footer just
 marks the answer as failed); Ctrl-C ends as one `CellInterrupted` line (a
 KeyboardInterrupt, so Run All stops). An interrupted tool loop keeps every finished round: each
@@ -15,16 +19,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, MutableMapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
-from baseten_magic.core.errors import BasetenError, OutputParseError
+from baseten_magic.core.errors import BasetenError, BasetenWarning, OutputParseError
 from baseten_magic.core.result import ChatResult, Status
-from baseten_magic.core.settings import redact
+from baseten_magic.core.settings import error_line, redact
 from baseten_magic.core.stream import Delta
 from baseten_magic.engine.call import CallContext, ChatCall, SyncChatClient
-from baseten_magic.engine.session import Session
+from baseten_magic.engine.session import Session, cached_notes
 from baseten_magic.notebook.options import usage_error
 from baseten_magic.notebook.plan import CellPlan
 
@@ -77,6 +82,10 @@ def run_cell(
     cell: int | None,
 ) -> None:
     """Run `plan` to its end; raises a one-line UsageError, or CellInterrupted."""
+    if plan.cache and _answer_from_cache(
+        plan, session=session, shell=shell, namespace=namespace, cell=cell
+    ):
+        return
     try:
         context = session.context_for(
             "magic", cell=cell, pricing=plan.pricing, request=plan.request, route=plan.route
@@ -132,9 +141,51 @@ def run_cell(
         if said_below:
             raise usage_error(exc) from None
         raise
+    if plan.cache and result is not None:
+        _store_answer(plan, session, result)
     failure = conclude(result, extras, status="ok", rounds=_finished(rounds))
     if failure is not None:
         raise usage_error(failure) from None
+
+
+# -- the response cache ----------------------------------------------------------------------
+
+
+def _answer_from_cache(
+    plan: CellPlan,
+    *,
+    session: Session,
+    shell: Any,
+    namespace: MutableMapping[str, Any] | None,
+    cell: int | None,
+) -> bool:
+    """Paint and remember the stored answer to the plan's request; False on a miss.
+
+    A hit is looked up before the budget is checked: it sends nothing and costs nothing, so
+    it is answered even when the cap is reached, and no ledger row is written.
+    """
+    try:
+        hit = session.cached_answer(plan.request, plan.route)
+        if hit is None:
+            return False
+        context = session.context_for("magic", cell=cell, pricing=plan.pricing, route=plan.route)
+    except BasetenError as exc:
+        raise usage_error(exc) from None
+    painter = _painter(shell, session.settings.paint_interval)
+    conclude = _Conclusion(plan, context, painter, session, namespace, saved=hit.saved_usd)
+    failure = conclude(hit.result, [], status="ok")
+    if failure is not None:
+        raise usage_error(failure) from None
+    return True
+
+
+def _store_answer(plan: CellPlan, session: Session, result: ChatResult) -> None:
+    """Keep an `ok` answer for the next identical request; a cache that fails only warns
+    (the answer is shown and paid for either way)."""
+    try:
+        session.store_answer(plan.request, plan.route, result)
+    except BasetenError as exc:
+        warnings.warn(f"baseten_magic: {error_line(exc)}", BasetenWarning, stacklevel=2)
 
 
 # The footer's error mark when the reason follows as the cell's error line.
@@ -197,6 +248,7 @@ class _Conclusion:
     painter: _Painter
     session: Session
     namespace: MutableMapping[str, Any] | None
+    saved: Decimal | None = None  # a cache hit: what the stored answer cost when bought
 
     def __call__(
         self,
@@ -230,7 +282,7 @@ class _Conclusion:
                 shown,
                 pricing_mode=self.context.billing.mode,
                 extra=extras,
-                notes=self.session.footer_notes(plan.earlier_turns),
+                notes=self._notes(),
             )
         finally:
             self.session.remember(
@@ -239,12 +291,17 @@ class _Conclusion:
                 key=plan.key if plan.memory else None,
                 messages=plan.cell.messages,
                 rounds=rounds,
+                saved=self.saved,
             )
             if self.namespace is not None:
                 self.namespace["_baseten"] = result
                 if plan.out:
                     self.namespace[plan.out] = result
         return failure
+
+    def _notes(self) -> list[str]:
+        notes = self.session.footer_notes(self.plan.earlier_turns)
+        return notes if self.saved is None else [*cached_notes(self.saved), *notes]
 
 
 def _run_tool_loop(

@@ -88,6 +88,13 @@ class BasetenMagics(Magics):
         "BASETEN_MAGIC_TIMEOUT, else 120.",
     ).tag(config=True)
 
+    # The response cache (shared with map()); a cell's --cache / --no-cache overrides it.
+    cache = Bool(
+        False,
+        help="Answer a cell from the response cache (BASETEN_MAGIC_CACHE) when the same "
+        "request was answered before: nothing sent, $0.",
+    ).tag(config=True)
+
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         # Plain state first: config loading (in super().__init__) validates traits against the
         # session's catalog and may already call __repr__.

@@ -87,6 +87,27 @@ def _options() -> list[_Decorator]:
     ]
 
 
+def _cache_options() -> list[_Decorator]:
+    """The response cache's options (kept apart: they override the `cache` trait)."""
+    return [
+        _argument(
+            "--cache",
+            dest="cache",
+            action="store_const",
+            const=True,
+            default=None,
+            help="answer from the response cache when this request was answered before ($0)",
+        ),
+        _argument(
+            "--no-cache",
+            dest="cache",
+            action="store_const",
+            const=False,
+            help="send even if the cache holds an answer (overrides BasetenMagics.cache)",
+        ),
+    ]
+
+
 #: The usage line of `%%baseten?` (argparse would write all 18 options as `%baseten [-m ...]`).
 USAGE = "%(prog)s [options]   (the cell body is the prompt; %%baseten help for more)"
 
@@ -94,7 +115,7 @@ USAGE = "%(prog)s [options]   (the cell body is the prompt; %%baseten help for m
 def cell_options(func: _F) -> _F:
     """Give the magic method its argparse parser (`func.parser`) and the options in its help."""
     # As if stacked as decorators above `func`: the innermost (last listed) is applied first.
-    for option in reversed(_options()):
+    for option in reversed([*_options(), *_cache_options()]):
         func = option(func)
     func = _magic_arguments_decorator()(func)
     parser: Any = getattr(func, "parser")  # noqa: B009 (set by magic_arguments, untyped)

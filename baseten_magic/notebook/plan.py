@@ -43,6 +43,9 @@ class CellPlan:
     schema: object | None
     earlier_turns: int = 0  # earlier cells' exchanges sent along (the footer says "+N")
     route: Route = "baseten"
+    # Answer from the response cache when it holds this request (`--cache`, else the `cache`
+    # setting); never for a tool loop, whose tools run here and may act on the world.
+    cache: bool = False
 
 
 def plan_cell(
@@ -104,7 +107,15 @@ def plan_cell(
         schema=schema,
         earlier_turns=earlier_turns,
         route=_route(getattr(options, "route", None), session),
+        cache=_cache(options, session),
     )
+
+
+def _cache(options: Any, session: Session) -> bool:
+    """`--cache` / `--no-cache`, else the `cache` setting; off for `--run-tools` cells."""
+    wanted = getattr(options, "cache", None)
+    on = session.cache_enabled if wanted is None else bool(wanted)
+    return on and not options.run_tools
 
 
 def _as_value(raw: str) -> Any:

@@ -248,6 +248,9 @@ class Subcommands:
             _display(bundle, metadata)
             return
         table = cost_table(rows) if args.by is None else summary_table(rows, args.by)
+        cached = cache_line(session)
+        if cached is not None:  # hits have no ledger row: their count stands beside the table
+            table = with_note(table, cached)
         _display(with_note(table, budget_line(budget)))
 
     def _history(self, args: Any) -> None:
@@ -388,9 +391,28 @@ def config_text(session: Session) -> str:
         f"base URL         {base_url}",
         f"API key          {key_state} ({environment.API_KEY_ENV})",
         f"ledger           {environment.ledger_path()}",
+        f"cache            {session.cache_enabled} ({_cache_text()})",
         f"session          {session.id}",
     ]
     return "\n".join(lines)
+
+
+def cache_line(session: Session) -> str | None:
+    """This session's answers from the response cache, one line; None before the first."""
+    hits, saved = session.cache_saved()
+    if not hits:
+        return None
+    calls = "call" if hits == 1 else "calls"
+    return (
+        f"Response cache: {hits} {calls} answered from the cache this session, $0 each, "
+        f"saved {format_usd(saved)} (nothing was sent, so the ledger has no row for them)."
+    )
+
+
+def _cache_text() -> str:
+    from baseten_magic.io.cache import CACHE_ENV, cache_path
+
+    return f"{cache_path()}, {CACHE_ENV}"
 
 
 def budget_line(budget: Budget) -> str:

@@ -8,6 +8,8 @@ controls and the session's settings (the `BasetenMagics` traits) are linked both
 starts, is shown and is remembered through the session exactly as a cell's is, and is painted
 with the same `Painter` and bundles as the magic, onto a `WidgetSurface`. ipywidgets is imported
 here (and in `controls`, `surface`) only, so the package does not load it until a panel is made.
+Send follows the session's `cache` setting as a cell does: a stored answer is painted with
+"cached" in its footer and nothing is sent; an `ok` answer is stored.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from baseten_magic.core.errors import BasetenError, ConfigurationError, Paramete
 from baseten_magic.core.pricing import format_usd
 from baseten_magic.core.result import ChatResult
 from baseten_magic.core.settings import error_line
-from baseten_magic.engine.call import ChatCall, PreparedRequest
-from baseten_magic.engine.session import Session, SessionOwner
+from baseten_magic.engine.call import CallContext, ChatCall, PreparedRequest
+from baseten_magic.engine.session import Session, SessionOwner, cached_notes
 from baseten_magic.panel.controls import CompareControls, PanelSettings, SettingsControls
 from baseten_magic.panel.surface import WidgetSurface
 from baseten_magic.render.painter import Painter
@@ -510,6 +512,10 @@ class Panel:
         except Exception as exc:
             column.error.value = _error_html(error_line(exc))
             return None
+        if session.cache_enabled:  # the `cache` setting: a stored answer is shown, not bought
+            hit = self._from_cache(column, painter, request, context)
+            if hit is not None:
+                return hit
         call = ChatCall(request, context, on_delta=session.on_delta(painter.add))
         ticker = asyncio.get_running_loop().create_task(_tick(painter, interval))
         try:
@@ -539,7 +545,41 @@ class Panel:
             )
             session.remember(result, context)
             self._last_cost = result.cost
+            if session.cache_enabled:
+                self._store(column, request, context, result)
         return result
+
+    # -- the response cache (the `cache` setting) ------------------------------------------------
+
+    def _from_cache(
+        self, column: _Column, painter: Painter, request: PreparedRequest, context: CallContext
+    ) -> ChatResult | None:
+        """Paint and remember the stored answer to `request`; None on a miss (or a cache that
+        cannot be read, said in the column's red line: the call is then sent as usual)."""
+        session = self.session
+        try:
+            hit = session.cached_answer(request, context.route)
+        except BasetenError as exc:
+            column.error.value = _error_html(error_line(exc))
+            return None
+        if hit is None:
+            return None
+        painter.finish(
+            session.shown(hit.result),
+            pricing_mode=context.billing.mode,
+            notes=[*cached_notes(hit.saved_usd), *session.footer_notes()],
+        )
+        session.remember(hit.result, context, saved=hit.saved_usd)
+        self._last_cost = hit.result.cost
+        return hit.result
+
+    def _store(
+        self, column: _Column, request: PreparedRequest, context: CallContext, result: ChatResult
+    ) -> None:
+        try:
+            self.session.store_answer(request, context.route, result)
+        except BasetenError as exc:
+            column.error.value = _error_html(error_line(exc))
 
     # -- cost -------------------------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ def result_summary(result: ChatResult) -> str:
     usage = result.usage
     tokens = "tokens not reported" if usage is None else f"{usage.total_tokens:,} tokens"
     status = "" if result.status == "ok" else f" · {result.status}"
+    if result.cached:
+        status += " · cached"
     head = f"ChatResult · {result.model or 'unknown model'} · {tokens} · "
     return f"{head}{format_usd(result.cost)}{status}\n{text!r}"
 
@@ -50,7 +52,9 @@ def result_bundle(result: ChatResult) -> dict[str, str]:
         parts.append(extras.json_bundle(result.parsed))
     if result.tool_calls:
         parts.append(extras.tool_calls_bundle(result.tool_calls))
-    parts.append(footer_bundle(result, pricing_mode="per_token"))
+    # An answer from the response cache says so, as its cell's footer did.
+    notes = ("cached",) if result.cached else ()
+    parts.append(footer_bundle(result, pricing_mode="per_token", notes=notes))
     markup = "".join(str(part.get("text/html", "")) for part in parts)
     plain = result_summary(result)
     return {"text/html": f'<div class="bm-result">{markup}</div>', "text/plain": plain}

@@ -139,6 +139,19 @@ def test_quickstart_notebook_runs_clean_with_the_readme_command(tmp_path: Path) 
     said = "".join(str(o.get("text", "")) for o in refused.outputs if o.output_type == "stream")
     assert "UsageError: budget reached" in said
     assert "nothing was sent" in said
+    # The cached re-run: the first --cache cell is sent (the demo's cache starts empty), the
+    # same request from the next cell is answered from the cache at $0, painted the same.
+    fresh, again = (c for c in magic_cells if "what does a response cache save?" in c.source)
+    fresh_footer, again_footer = (_footer_of(c) for c in (fresh, again))
+    assert "cached · saved" not in fresh_footer and "tok/s" in fresh_footer
+    assert "cached · saved $" in again_footer and " · $0.00 · " in again_footer
+    assert _answer_plain(fresh) == _answer_plain(again)
+    check = next(c for c in nb.cells if c.source.startswith("print(again.cached"))
+    assert "".join(str(o.get("text", "")) for o in check.outputs) == "True 0.0 True\n"
+    cost_text = "".join(
+        str(o.get("data", {}).get("text/plain", "")) for o in by_source["%baseten cost"].outputs
+    )
+    assert "1 call answered from the cache" in cost_text
     (chart,) = by_source["%baseten cost --plot"].outputs
     assert chart["data"]["image/png"].startswith("iVBOR")
     # An nbconvert HTML export shows the chart as an image, at its display width.
@@ -149,6 +162,23 @@ def test_quickstart_notebook_runs_clean_with_the_readme_command(tmp_path: Path) 
     assert 'width="720"' in page
     _assert_opens_unmodified_in_lab(out)
     _assert_static_export_keeps_code_monospace(out)
+
+
+def _footer_of(cell: Any) -> str:
+    return next(
+        str(o["data"]["text/plain"])
+        for o in cell.outputs
+        if 'class="bm-footer' in str(o.get("data", {}).get("text/html", ""))
+    )
+
+
+def _answer_plain(cell: Any) -> str:
+    """A cell's painted answer (reasoning and answer segments, footer left out), as text."""
+    return "".join(
+        str(o.get("data", {}).get("text/plain", ""))
+        for o in cell.outputs
+        if "bm-footer" not in str(o.get("data", {}).get("text/html", ""))
+    )
 
 
 def _assert_opens_unmodified_in_lab(path: Path) -> None:
