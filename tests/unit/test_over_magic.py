@@ -222,3 +222,26 @@ def test_the_session_budget_caps_a_batch_cell(shell: Any, server: LocalServer) -
     session = magics_of(shell).session
     assert session.budget.spent <= Decimal("0.002")
     assert len(server.requests) - before == 30 - len(unsent) == len(session.rows)
+
+
+def test_a_batch_cell_on_the_xpay_route(
+    shell: Any, ledger_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mcp")
+    from baseten_magic.server.xpay import LocalMCPServer
+
+    key = "xpay-over-cell-key-93b1f0c4"
+    with LocalMCPServer(key=key) as mcp_server:
+        monkeypatch.setenv("XPAY_MCP_URL", mcp_server.url)
+        monkeypatch.setenv("XPAY_KEY", key)
+        with capture_output() as captured:
+            shell.run_cell_magic("baseten", "--over reviews --route xpay -o out", "/echo {review}")
+        assert len(mcp_server.arguments) == 3
+    out = shell.user_ns["out"]
+    assert list(out["answer"]) == ["rich ramen", "cold fries", "fine soup"]
+    assert out["cost_usd"].tolist() == [0.01] * 3
+    rows = Ledger(ledger_file).rows()
+    assert {(r.route, r.cost_usd, r.source) for r in rows} == {("xpay", Decimal("0.01"), "batch")}
+    shown = [str(v) for o in captured.outputs for v in o.data.values()]
+    assert any("$0.03" in text for text in shown)  # the summary line's spend
+    assert all(key not in text for text in shown) and key not in out.to_csv()
