@@ -46,11 +46,6 @@ _SINGLE_CELL_ONLY = (
     ),
     ("tools", "--tools", "a batch sends one request per row; drop --tools, or use chat()"),
     ("run_tools", "--run-tools", "a batch runs no tool loop; drop --run-tools, or use chat()"),
-    (
-        "thinking",
-        "--thinking/--no-thinking",
-        "pass --param chat_template_args='{\"enable_thinking\": false}' instead",
-    ),
 )
 # The batch knobs, which mean nothing without --over.
 _BATCH_ONLY = (
@@ -208,6 +203,7 @@ def plan_over(
         system=system,
         schema=_schema(options, namespace),
         json=bool(options.json),
+        thinking=options.thinking if options.thinking is not None else settings.thinking,
         concurrency=None if concurrency is None else int(concurrency),
         rpm=_number(options.rpm, "--rpm"),
         tpm=_number(options.tpm, "--tpm"),

@@ -84,7 +84,7 @@ def test_answers_are_aligned_to_the_frame_and_the_options_pass_through(
     before = len(server.requests)
     line = (
         "%%baseten --over reviews -o out -m glm --system 'Be terse.' --temperature 0.2 "
-        "--top-p 0.9 --max-tokens 50 --param seed=7"
+        "--top-p 0.9 --max-tokens 50 --param seed=7 --no-thinking"
     )
     with capture_output() as captured:
         result = shell.run_cell(f"{line}\n/echo {{review}} got {{stars}} stars {{{{ok}}}}")
@@ -110,6 +110,7 @@ def test_answers_are_aligned_to_the_frame_and_the_options_pass_through(
             7,
         )
         assert not body.get("stream")
+        assert body["chat_template_args"] == {"enable_thinking": False}
     # The summary line stays, then the frame's first rows in its own HTML.
     plain = [str(o.data.get("text/plain", "")) for o in captured.outputs]
     assert any(text.startswith("baseten map: 3/3 rows, 3 requests") for text in plain)
@@ -145,6 +146,9 @@ def test_options_that_do_not_fit_a_batch_are_refused(shell: Any, server: LocalSe
     assert "-i cannot be used with --over" in refusal(shell, "--over reviews -i", "{review}")
     assert "--tools cannot be used with --over" in refusal(
         shell, "--over reviews --tools print", "{review}"
+    )
+    assert "thinking cannot be switched" in refusal(
+        shell, "--over reviews -m kimi-thinking --no-thinking", "{review}"
     )
     assert "--rpm applies only to a batch cell" in refusal(shell, "--rpm 60", "hi")
     assert "--dry-run applies only to a batch cell" in refusal(shell, "--dry-run", "hi")

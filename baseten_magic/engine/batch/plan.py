@@ -53,6 +53,7 @@ class BatchOptions:
     # Where the run's ledger rows say they came from: a `%%baseten --over` cell's `In [n]`.
     cell: int | None = None
     route: Route | None = None  # None: BASETEN_MAGIC_ROUTE at run time
+    thinking: bool | None = None  # reasoning on/off where the model can switch it
     # A spend shared with other calls (a notebook session's, or the process's), reserved
     # against beside `budget_usd`: the run never takes it over its cap either.
     budget: Budget | None = field(default=None, compare=False)
@@ -187,7 +188,9 @@ def plan_batch(
     bound = options.budget_usd is not None or options.dry_run
     shared_cap = options.budget is not None and options.budget.cap is not None
     # The options alone, checked once: a bad parameter fails the run before anything is sent.
-    model = prepare_request("-", model=options.model, stream=False, params=params).model
+    model = prepare_request(
+        "-", model=options.model, stream=False, thinking=options.thinking, params=params
+    ).model
     base: dict[str, Any] | None = None
     rows: list[RowRequest] = []
     for position, record in enumerate(records):
@@ -202,7 +205,11 @@ def plan_batch(
             # whose messages are invalid fails alone (the options were checked above).
             try:
                 prepared = prepare_request(
-                    messages, model=options.model, stream=False, params=params
+                    messages,
+                    model=options.model,
+                    stream=False,
+                    thinking=options.thinking,
+                    params=params,
                 )
             except ParameterError as exc:
                 rows.append(RowRequest(position, None, error=_prompt_error(exc)))
