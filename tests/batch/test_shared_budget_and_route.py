@@ -149,3 +149,25 @@ def test_a_small_map_on_the_xpay_route(mcp_server: Any) -> None:
     assert again.attrs["baseten"]["cached"] == 5 and len(mcp_server.arguments) == 5
     estimate = baseten_magic.map("/echo {text}", data, route="xpay", dry_run=True, cache=False)
     assert estimate.cost_high_usd == Decimal("0.05")  # $0.01 a call, whatever the tokens
+
+
+def test_the_scheduler_retries_the_xpay_routes_errors(mcp_server: Any) -> None:
+    from baseten_magic.server.faults import Fault
+
+    mcp_server.inject(Fault("status", status=429), times=2)  # the reseller's rate limit
+    mcp_server.inject_rpc_error(-32603, "upstream hiccup")  # an internal error: retried
+    out = baseten_magic.map(
+        "/echo {value}", [f"v{i}" for i in range(4)], route="xpay", progress=False, concurrency=1
+    )
+    assert out["error"].isna().all(), out["error"].tolist()
+    assert list(out["answer"]) == ["v0", "v1", "v2", "v3"]
+    summary = out.attrs["baseten"]
+    assert summary["rate_limited"] == 2 and summary["requests"] == 7
+    rows = [r for r in Ledger().rows() if r.source == "batch"]
+    # One row per attempt; only the answered ones are charged.
+    assert len(rows) == 7 == len(mcp_server.arguments)
+    assert sum((r.cost_usd for r in rows), Decimal(0)) == Decimal("0.04")
+    mcp_server.inject_rpc_error(-32602, "arguments rejected")  # invalid params: not retried
+    bad = baseten_magic.map("/echo {value}", ["w"], route="xpay", progress=False)
+    assert bad["error"].iloc[0].startswith("xpay rejected the call (JSON-RPC -32602)")
+    assert bad.attrs["baseten"]["requests"] == 1
