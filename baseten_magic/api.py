@@ -390,9 +390,14 @@ def _batch_options(
     dry_run: bool,
     timeout: float | None,
     pricing: Pricing | None,
+    route: str | None,
     params: dict[str, Any],
 ) -> BatchOptions:
     from baseten_magic.engine.batch.plan import BatchOptions
+
+    # In a notebook the run belongs to its session (ledger rows, the session's budget), like
+    # chat(); elsewhere to the process.
+    session = shell_session()
 
     budget = None
     if budget_usd is not None:
@@ -417,6 +422,9 @@ def _batch_options(
         timeout=timeout,
         params=params,
         pricing=pricing,
+        session=None if session is None else session.id,
+        route=route_of(route),
+        budget=_api_budget(session),
     )
 
 
@@ -438,6 +446,7 @@ def map(
     dry_run: bool = False,
     timeout: float | None = None,
     pricing: Pricing | None = None,
+    route: str | None = None,
     **params: Any,
 ) -> Any:
     """Send one chat completion per row of `data` and return the answers as a DataFrame.
@@ -451,6 +460,9 @@ def map(
     the cache at $0; `budget_usd` caps the spend; `rpm`/`tpm` are the account's limits (without
     them the client finds the limit from 429s). `dry_run=True` sends nothing and returns a
     `BatchEstimate`. Ctrl-C raises `BatchInterrupted` with the rows done on `.partial`.
+    In a notebook with the extension loaded the run also spends from the session's budget
+    (`BasetenMagics.budget_usd`, else `BASETEN_MAGIC_BUDGET`), elsewhere from the process's.
+    `route`: `baseten` or `xpay` ($0.01 a call, `XPAY_KEY`); None reads `BASETEN_MAGIC_ROUTE`.
     """
     options = _batch_options(
         model=model,
@@ -466,6 +478,7 @@ def map(
         dry_run=dry_run,
         timeout=timeout,
         pricing=pricing,
+        route=route,
         params=params,
     )
     from baseten_magic.engine.batch import runner
@@ -497,6 +510,7 @@ async def amap(
     dry_run: bool = False,
     timeout: float | None = None,
     pricing: Pricing | None = None,
+    route: str | None = None,
     **params: Any,
 ) -> Any:
     """The awaitable twin of `map()` for code on an event loop (`await amap(...)`); a
@@ -516,6 +530,7 @@ async def amap(
         dry_run=dry_run,
         timeout=timeout,
         pricing=pricing,
+        route=route,
         params=params,
     )
     from baseten_magic.engine.batch import runner

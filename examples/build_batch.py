@@ -119,6 +119,29 @@ CELLS: list[tuple[str, str]] = [
         "print(summary['cached'], 'cached,', summary['requests'], 'requests sent')\n"
         "(again['sentiment'] == out['sentiment']).all()",
     ),
+    (
+        "md",
+        "## The same from a cell\n\n"
+        "With the extension loaded, `%%baseten --over NAME` runs the cell body as the template "
+        "over the notebook's DataFrame (or Series, or list). The usual cell options apply "
+        "(`-m`, `--system`, `--temperature`, `--max-tokens`, `--param`, `--schema`, `--json`, "
+        "`--route`), plus `--rpm`, `--tpm`, `--concurrency`, `--budget`, `--no-cache` and "
+        "`--dry-run`. It shows the live progress line, then the summary and the first rows; "
+        "`-o` keeps the frame, also after Kernel → Interrupt (the rows done so far), and "
+        "running the cell again sends only the rows still missing.",
+    ),
+    ("code", "%load_ext baseten_magic"),
+    (
+        "code",
+        "%%baseten --over reviews -o short --max-tokens 50 --temperature 0\n"
+        "Summarise this review in five words: {review}",
+    ),
+    (
+        "md",
+        "Its requests are in the cost ledger as `source='batch'`, with this notebook's session "
+        "and the cell's number, so `%baseten cost` counts them.",
+    ),
+    ("code", "short.attrs['baseten']['rows'], bool(short['error'].isna().all())"),
 ]
 
 

@@ -261,6 +261,12 @@ class BasetenMagics(Magics):
         options = parse_options(BasetenMagics.baseten, line)
         shell: Any = self.shell
         namespace = shell.user_ns if shell is not None else None
+        if options.over is not None:
+            self._over_cell(options, cell, shell, namespace)
+            return
+        from baseten_magic.notebook.over import refuse_batch_options
+
+        refuse_batch_options(options)
         try:
             plan = plan_cell(
                 options,
@@ -289,6 +295,25 @@ class BasetenMagics(Magics):
             namespace=namespace,
             cell=count if isinstance(count, int) else None,
         )
+
+    def _over_cell(
+        self, options: Any, cell: str, shell: Any, namespace: dict[str, Any] | None
+    ) -> None:
+        """`%%baseten --over NAME`: the cell as a prompt over each row (`notebook/over.py`)."""
+        from baseten_magic.notebook.over import plan_over, run_over
+
+        count = _shown_count(shell)
+        try:
+            plan = plan_over(
+                options,
+                cell,
+                session=self.session,
+                namespace=namespace if namespace is not None else {},
+                cell_number=count if isinstance(count, int) else None,
+            )
+        except BasetenError as exc:  # ParameterError, ConfigurationError: nothing was sent
+            raise usage_error(exc) from None
+        run_over(plan, shell=shell, namespace=namespace)
 
 
 def _shown_count(shell: Any) -> int | None:

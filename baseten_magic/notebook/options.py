@@ -103,7 +103,29 @@ def _cache_options() -> list[_Decorator]:
             dest="cache",
             action="store_const",
             const=False,
-            help="send even if the cache holds an answer (overrides BasetenMagics.cache)",
+            help="send even if the cache holds an answer (overrides BasetenMagics.cache; with "
+            "--over: send every row, even those answered before)",
+        ),
+    ]
+
+
+def _batch_options() -> list[_Decorator]:
+    """The options of a prompts-over-data cell (`--over NAME`); the others apply to it too."""
+    return [
+        _argument(
+            "--over",
+            metavar="NAME",
+            help="prompts over data: the cell is a {column} template, sent once per row of the "
+            "DataFrame, Series or list NAME; -o stores the answers as a DataFrame",
+        ),
+        _argument("--rpm", metavar="N", help="with --over: stay under N requests per minute"),
+        _argument("--tpm", metavar="N", help="with --over: stay under N tokens per minute"),
+        _argument("--concurrency", metavar="N", help="with --over: at most N requests at once"),
+        _argument("--budget", metavar="USD", help="with --over: cap this run's spend in dollars"),
+        _argument(
+            "--dry-run",
+            action="store_true",
+            help="with --over: send nothing; count the requests and bound the cost",
         ),
     ]
 
@@ -115,7 +137,7 @@ USAGE = "%(prog)s [options]   (the cell body is the prompt; %%baseten help for m
 def cell_options(func: _F) -> _F:
     """Give the magic method its argparse parser (`func.parser`) and the options in its help."""
     # As if stacked as decorators above `func`: the innermost (last listed) is applied first.
-    for option in reversed([*_options(), *_cache_options()]):
+    for option in reversed([*_options(), *_cache_options(), *_batch_options()]):
         func = option(func)
     func = _magic_arguments_decorator()(func)
     parser: Any = getattr(func, "parser")  # noqa: B009 (set by magic_arguments, untyped)

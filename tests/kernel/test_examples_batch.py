@@ -63,3 +63,11 @@ def test_batch_notebook(tmp_path: Path) -> None:
     again = _text(_cell(nb, "again = "))
     assert "24 cached, 0 requests sent" in again and "True" in again
     assert "(True," in _text(_cell(nb, "batch_rows = "))
+    # The same from a cell: the live line left as the summary, then the frame's first rows.
+    over = _cell(nb, "%%baseten --over reviews")
+    shown = [o for o in over.outputs if o.output_type in ("display_data", "update_display_data")]
+    summary = shown[0].data["text/plain"]
+    # The map() calls above spent part of the server's minute: some rows may be retried.
+    assert summary.startswith("baseten map: 24/24 rows, ") and ", 0 errors," in summary
+    assert any("<table" in o.data.get("text/html", "") for o in shown[1:])
+    assert _text(_cell(nb, "short.attrs")).strip() == "(24, True)"

@@ -16,12 +16,15 @@ from decimal import Decimal
 from typing import Any, Literal, cast
 
 from baseten_magic.core import settings
+from baseten_magic.core.budget import Budget
 from baseten_magic.core.errors import ParameterError
 from baseten_magic.core.limits import CostBounds, cost_bounds, estimate_prompt_tokens
-from baseten_magic.core.pricing import Pricing, pricing_from_env
+from baseten_magic.core.pricing import Pricing, pricing_for_route, pricing_from_env
+from baseten_magic.core.settings import Route
 from baseten_magic.core.structured import response_format_for
 from baseten_magic.engine.call import PreparedRequest, prepare_request
 from baseten_magic.io.cache import key_for
+from baseten_magic.io.ledger import Ledger
 
 Prompt = str | Callable[[dict[str, Any]], Any]
 OnError = Literal["keep", "raise"]
@@ -47,6 +50,14 @@ class BatchOptions:
     pricing: Pricing | None = None
     session: str | None = None
     base_url: str | None = None  # None: BASETEN_BASE_URL at run time
+    # Where the run's ledger rows say they came from: a `%%baseten --over` cell's `In [n]`.
+    cell: int | None = None
+    route: Route | None = None  # None: BASETEN_MAGIC_ROUTE at run time
+    thinking: bool | None = None  # reasoning on/off where the model can switch it
+    # A spend shared with other calls (a notebook session's, or the process's), reserved
+    # against beside `budget_usd`: the run never takes it over its cap either.
+    budget: Budget | None = field(default=None, compare=False)
+    ledger: Ledger | None = field(default=None, compare=False)  # None: BASETEN_MAGIC_LEDGER
 
     def __post_init__(self) -> None:
         if self.on_error not in ("keep", "raise"):
@@ -85,6 +96,7 @@ class BatchPlan:
     pricing: Pricing
     rows: tuple[RowRequest, ...]
     scope: str
+    route: Route = "baseten"
 
     @property
     def total(self) -> int:
@@ -169,10 +181,16 @@ def plan_batch(
                 "pass only one of them"
             )
         params["response_format"] = response_format
-    pricing = options.pricing or pricing_from_env()
-    scope = options.base_url or settings.base_url()
+    route = settings.route(options.route)
+    # The route's own pricing wins (xpay: $0.01 a call), as it does for every ChatCall.
+    pricing = pricing_for_route(route) or options.pricing or pricing_from_env()
+    scope = _scope(options, route)
+    bound = options.budget_usd is not None or options.dry_run
+    shared_cap = options.budget is not None and options.budget.cap is not None
     # The options alone, checked once: a bad parameter fails the run before anything is sent.
-    model = prepare_request("-", model=options.model, stream=False, params=params).model
+    model = prepare_request(
+        "-", model=options.model, stream=False, thinking=options.thinking, params=params
+    ).model
     base: dict[str, Any] | None = None
     rows: list[RowRequest] = []
     for position, record in enumerate(records):
@@ -187,7 +205,11 @@ def plan_batch(
             # whose messages are invalid fails alone (the options were checked above).
             try:
                 prepared = prepare_request(
-                    messages, model=options.model, stream=False, params=params
+                    messages,
+                    model=options.model,
+                    stream=False,
+                    thinking=options.thinking,
+                    params=params,
                 )
             except ParameterError as exc:
                 rows.append(RowRequest(position, None, error=_prompt_error(exc)))
@@ -196,13 +218,39 @@ def plan_batch(
             model = prepared.model
         else:
             prepared = PreparedRequest(body={**base, "messages": messages}, model=model)
-        bounds = (
-            cost_bounds(prepared.body, prepared.model, pricing, estimate_prompt_tokens(messages))
-            if options.budget_usd is not None or options.dry_run
-            else CostBounds(Decimal(0), Decimal(0))
-        )
+        bounds = _bounds(prepared, messages, pricing, bound=bound, shared_cap=shared_cap)
         rows.append(RowRequest(position, prepared, key_for(prepared.body, scope=scope), bounds))
-    return BatchPlan(options=options, pricing=pricing, rows=tuple(rows), scope=scope)
+    return BatchPlan(options=options, pricing=pricing, rows=tuple(rows), scope=scope, route=route)
+
+
+def _scope(options: BatchOptions, route: Route) -> str:
+    """What the cache keys are scoped to: the endpoint the answers come from."""
+    if route == "xpay":
+        # The MCP endpoint without any key a user may have written into it.
+        return "xpay:" + settings.redact(settings.xpay_url())
+    return options.base_url or settings.base_url()
+
+
+def _bounds(
+    prepared: PreparedRequest,
+    messages: list[dict[str, Any]],
+    pricing: Pricing,
+    *,
+    bound: bool,
+    shared_cap: bool,
+) -> CostBounds:
+    """A row's cost bounds when a budget or a dry run needs them (else zero: not computed)."""
+    if not (bound or shared_cap):
+        return CostBounds(Decimal(0), Decimal(0))
+    tokens = estimate_prompt_tokens(messages)
+    try:
+        return cost_bounds(prepared.body, prepared.model, pricing, tokens)
+    except ParameterError:
+        if bound:
+            raise
+        # Only the shared budget asks: a model without list prices is priced at $0 there
+        # (`core.budget.worst_case_cost`), so it holds nothing.
+        return CostBounds(Decimal(0), Decimal(0))
 
 
 def _prompt_error(exc: Exception) -> str:

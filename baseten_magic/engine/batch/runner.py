@@ -6,7 +6,9 @@ own event loop (so it works in a notebook cell whose loop is already running, a 
 terminal, with no nested loop) while the calling thread polls the run for progress at a bounded
 rate; a KeyboardInterrupt there cancels the run, waits until the rows in flight are logged
 `interrupted`, and raises `BatchInterrupted` with the rows done so far. Each run opens one
-AsyncClient (connection reuse) with the client's own retries off: the scheduler retries.
+client (connection reuse) for its route: on `baseten` an AsyncClient with its own retries off
+(the scheduler retries), on `xpay` the reseller's AsyncXPayClient (one MCP session for the
+run; it never retries on its own).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from baseten_magic.core.budget import Budget
 from baseten_magic.core.errors import BatchError, BatchInterrupted
 from baseten_magic.core.pricing import format_usd
 from baseten_magic.core.progress import ProgressSink
@@ -33,6 +36,9 @@ from baseten_magic.io.ledger import Ledger
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from baseten_magic.io.client import AsyncClient
+    from baseten_magic.io.xpay import AsyncXPayClient
 
 # How often the blocking form wakes to paint progress (and to notice an interrupt).
 POLL_S = 0.2
@@ -61,8 +67,10 @@ def _context(options: BatchOptions, plan: BatchPlan) -> CallContext:
     return CallContext(
         session=options.session or f"api-{os.getpid()}",
         source="batch",
+        cell=options.cell,
         pricing=plan.pricing,
-        ledger=Ledger(),
+        ledger=options.ledger if options.ledger is not None else Ledger(),
+        route=plan.route,
     )
 
 
@@ -104,14 +112,23 @@ def _frame(run: BatchRun, table: Table, *, infer_json: bool = True) -> pd.DataFr
     )
 
 
-async def _drive(run: BatchRun) -> None:
+def _client_for(run: BatchRun) -> AsyncClient | AsyncXPayClient:
+    options = run.plan.options
+    if run.plan.route == "xpay":
+        from baseten_magic.io.routes import async_client_for
+
+        return async_client_for("xpay", timeout=options.timeout)
     from baseten_magic.io.client import AsyncClient
 
-    client = AsyncClient(
-        base_url=run.plan.options.base_url,
+    return AsyncClient(
+        base_url=options.base_url,
         retry=RetryPolicy(max_retries=0),  # the scheduler retries, with the limiter's knowledge
-        timeout=run.plan.options.timeout,  # None: BASETEN_MAGIC_TIMEOUT, else the default
+        timeout=options.timeout,  # None: BASETEN_MAGIC_TIMEOUT, else the default
     )
+
+
+async def _drive(run: BatchRun) -> None:
+    client = _client_for(run)
     try:
         await run.run(client)
     finally:
@@ -282,6 +299,13 @@ def _parallel_slots(npartitions: int) -> int:
     return max(1, min(slots, npartitions))
 
 
+def _room(budget: Budget | None) -> Decimal | None:
+    """What a shared budget still allows (None without a cap)."""
+    if budget is None or budget.cap is None:
+        return None
+    return max(Decimal(0), budget.cap - budget.spent - budget.held)
+
+
 def _run_partition(part: pd.DataFrame, prompt: Prompt, options: BatchOptions) -> pd.DataFrame:
     """One partition, on a worker: the same engine, its progress silent."""
     frame = run_batch(prompt, part, options, infer_json=False)
@@ -302,12 +326,20 @@ def dask_batch(prompt: Prompt, data: Any, options: BatchOptions) -> Any:
     table, _ = plan_of(prompt, data._meta, options)  # checks the template against the columns
     slots = _parallel_slots(data.npartitions)
     concurrency = options.concurrency
+    budget_usd = options.budget_usd
+    room = _room(options.budget)
+    if room is not None:
+        # A Budget (its lock) does not travel to workers: the room left under the shared cap
+        # becomes part of the run's own cap instead.
+        budget_usd = room if budget_usd is None else min(budget_usd, room)
     shared = replace(
         options,
+        budget=None,
+        ledger=None,
         rpm=_share(options.rpm, slots),
         tpm=_share(options.tpm, slots),
         concurrency=None if concurrency is None else max(1, concurrency // slots),
-        budget_usd=None if options.budget_usd is None else options.budget_usd / data.npartitions,
+        budget_usd=None if budget_usd is None else budget_usd / data.npartitions,
         # Workers read the key from their own environment; the endpoint is fixed here so the
         # whole graph talks to one server (and shares one cache scope).
         base_url=options.base_url or settings.base_url(),

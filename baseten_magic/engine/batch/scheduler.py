@@ -2,10 +2,12 @@
 
 Rule: one coroutine dispatches; it sends a row only when the adaptive concurrency limit has
 room, no Retry-After pause is running, the rpm/tpm buckets allow it and the row's worst-case
-cost fits in the budget. Each HTTP attempt is one `ChatCall` with the client's own retries off,
-so every request sent is exactly one ledger row (`source="batch"`) and every 429 reaches the
-limiter. 429s, 408/409, 5xx and dropped connections are retried per row with backoff (a 429's
-pause is everyone's); other 4xx fail the row at once. Results land at the row's input
+cost fits in the run's budget and in the shared one (`BatchOptions.budget`: a notebook
+session's, or the process's), where it is held until the attempt settles. Each attempt
+is one `ChatCall` with the client's own retries off, so every request sent is exactly one
+ledger row (`source="batch"`) and every 429 reaches the limiter, on either route. 429s,
+408/409, 5xx and dropped connections are retried per row with backoff (a 429's pause is
+everyone's); other 4xx fail the row at once. Results land at the row's input
 position. Cancelling the run stops dispatch at once: rows in flight are cancelled (their
 ChatCall logs them `interrupted`) and nothing is sent afterwards.
 """
@@ -23,10 +25,12 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from baseten_magic.core import settings
+from baseten_magic.core.budget import Reservation
 from baseten_magic.core.errors import (
     APIConnectionError,
     APIStatusError,
     BasetenError,
+    BudgetExceededError,
     OutputParseError,
     RateLimitError,
     StreamError,
@@ -41,8 +45,8 @@ from baseten_magic.engine.batch.plan import BatchPlan, RowRequest
 from baseten_magic.engine.call import CallContext, ChatCall
 
 if TYPE_CHECKING:
+    from baseten_magic.engine.call import AsyncChatClient as AsyncClient
     from baseten_magic.io.cache import ResponseCache
-    from baseten_magic.io.client import AsyncClient
 
 # Errors worth another attempt (a 429 has its own, larger allowance).
 RETRY_POLICY = RetryPolicy(max_retries=5, initial_delay=0.25, max_delay=8.0)
@@ -105,6 +109,7 @@ class BatchRun:
         self._rpm = None if options.rpm is None else TokenBucket.per_minute(options.rpm, now)
         self._tpm = None if options.tpm is None else TokenBucket.per_minute(options.tpm, now)
         self.spend = SpendCap(options.budget_usd)
+        self.shared = options.budget  # the session's (or process's) Budget, if any
         self.outcomes: list[RowOutcome | None] = [None] * plan.total
         self.started = now
         self.finished_at: float | None = None
@@ -287,6 +292,17 @@ class BatchRun:
                 self._ready.popleft()
                 self._finish_row(row, self._over_budget(reserve))
                 continue
+            try:
+                held = None if self.shared is None else self.shared.reserve(reserve)
+            except BudgetExceededError as exc:
+                self.spend.settle(reserve, Decimal(0))
+                if self._tasks or self._waiting:
+                    self._wake.clear()
+                    await self._wake.wait()  # a settlement may free enough
+                    continue
+                self._ready.popleft()
+                self._finish_row(row, self._over_shared_budget(exc))
+                continue
             self._ready.popleft()
             wait, estimated = self._reserve_rate(row)
             wait = max(wait, limiter.pace(self._clock()))
@@ -295,6 +311,7 @@ class BatchRun:
                     await asyncio.sleep(wait)
                 except BaseException:
                     self.spend.settle(reserve, Decimal(0))
+                    self._release(held, Decimal(0))
                     raise
             ticket = limiter.on_send()
             task = asyncio.ensure_future(
@@ -305,6 +322,7 @@ class BatchRun:
                     ticket=ticket,
                     reserve=reserve,
                     estimated=estimated,
+                    held=held,
                 )
             )
             self._tasks.add(task)
@@ -325,6 +343,15 @@ class BatchRun:
             "raise budget_usd or lower max_tokens, then re-run (answered rows come from the cache)",
             status="unsent",
         )
+
+    @staticmethod
+    def _over_shared_budget(exc: BudgetExceededError) -> RowOutcome:
+        # The Budget's own line names the cap, the spend and how to raise it.
+        return RowOutcome(None, f"not sent: {settings.error_line(exc)}", status="unsent")
+
+    def _release(self, held: Reservation | None, cost: Decimal) -> None:
+        if held is not None and self.shared is not None:
+            self.shared.settle(held, cost)
 
     def _estimated_tokens(self, row: RowRequest) -> float:
         assert row.request is not None
@@ -360,6 +387,7 @@ class BatchRun:
         ticket: int,
         reserve: Decimal,
         estimated: float,
+        held: Reservation | None = None,
     ) -> None:
         assert row.request is not None
         call = ChatCall(row.request, self.context, clock=self._clock)
@@ -370,12 +398,12 @@ class BatchRun:
         except asyncio.CancelledError:
             self._cut.add(row.position)
             self.limiter.on_other(ticket)
-            self._settle(row, call, reserve, estimated)
+            self._settle(row, call, reserve, estimated, held)
             raise
         except RateLimitError as exc:
             self.rate_limited += 1
             self.limiter.on_throttle(ticket, self._clock(), exc.retry_after)
-            self._settle(row, call, reserve, estimated)
+            self._settle(row, call, reserve, estimated, held)
             if attempt + 1 < MAX_THROTTLED_ATTEMPTS:
                 # The limiter's pause already holds everyone back when the server said how long.
                 retry_in = 0.0 if exc.retry_after else RETRY_POLICY.delay(attempt, None, self._rng)
@@ -383,18 +411,18 @@ class BatchRun:
                 self._fail(row, exc, call, attempt)
         except BasetenError as exc:
             self.limiter.on_other(ticket)
-            self._settle(row, call, reserve, estimated)
+            self._settle(row, call, reserve, estimated, held)
             if self._retryable(exc) and attempt < RETRY_POLICY.max_retries:
                 retry_in = RETRY_POLICY.delay(attempt, None, self._rng)
             else:
                 self._fail(row, exc, call, attempt)
         except Exception as exc:  # not the API's: the row fails, the run goes on
             self.limiter.on_other(ticket)
-            self._settle(row, call, reserve, estimated)
+            self._settle(row, call, reserve, estimated, held)
             self._fail(row, exc, call, attempt)
         else:
             self.limiter.on_success(ticket, self._clock())
-            self._settle(row, call, reserve, estimated)
+            self._settle(row, call, reserve, estimated, held)
             if result.usage is not None:
                 self._completion_tokens += result.usage.completion_tokens
                 self._answered += 1
@@ -424,10 +452,18 @@ class BatchRun:
             return exc.status_code in _RETRYABLE_STATUSES or exc.status_code >= 500
         return isinstance(exc, APIConnectionError | StreamError)
 
-    def _settle(self, row: RowRequest, call: ChatCall, reserve: Decimal, estimated: float) -> None:
+    def _settle(
+        self,
+        row: RowRequest,
+        call: ChatCall,
+        reserve: Decimal,
+        estimated: float,
+        held: Reservation | None = None,
+    ) -> None:
         result = call.result
         cost = Decimal(0) if result is None else result.cost
         self.spend.settle(reserve, cost)
+        self._release(held, cost)
         self._row_cost[row.position] = self._row_cost.get(row.position, Decimal(0)) + cost
         if self._tpm is not None and result is not None:
             used = 0 if result.usage is None else result.usage.total_tokens
