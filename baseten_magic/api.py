@@ -485,11 +485,7 @@ def map(
 
     if _is_dask_frame(data):
         return runner.dask_batch(prompt, data, options)
-    from baseten_magic.render.progress import choose_sink
-
-    total = len(data) if hasattr(data, "__len__") else 0
-    sink = None if dry_run else choose_sink(progress, total)
-    return runner.run_batch(prompt, data, options, sink=sink)
+    return runner.run_batch(prompt, data, options, sink=_progress_sink(progress, data, dry_run))
 
 
 async def amap(
@@ -534,11 +530,18 @@ async def amap(
         params=params,
     )
     from baseten_magic.engine.batch import runner
+
+    sink = _progress_sink(progress, data, dry_run)
+    return await runner.arun_batch(prompt, data, options, sink=sink)
+
+
+def _progress_sink(progress: bool | ProgressSink, data: Any, dry_run: bool) -> ProgressSink | None:
+    """Where a run's progress goes: nowhere for a dry run (nothing is sent), else as asked."""
+    if dry_run:
+        return None
     from baseten_magic.render.progress import choose_sink
 
-    total = len(data) if hasattr(data, "__len__") else 0
-    sink = None if dry_run else choose_sink(progress, total)
-    return await runner.arun_batch(prompt, data, options, sink=sink)
+    return choose_sink(progress, len(data) if hasattr(data, "__len__") else 0)
 
 
 def _is_dask_frame(data: Any) -> bool:
