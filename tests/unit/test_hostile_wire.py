@@ -49,7 +49,7 @@ def _run(
     return call, ledger
 
 
-# -- item 6: hostile usage values and indices ------------------------------------------------
+# -- hostile usage values and indices ------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_a_non_integer_choice_index_keeps_the_answer(index: Any, tmp_path: Path)
     assert [r.status for r in ledger.rows()] == ["ok"]
 
 
-# -- item 7: gzip ----------------------------------------------------------------------------
+# -- gzip ----------------------------------------------------------------------------
 
 OK_EVENTS = (
     sse(_chunk("hello ", usage={"prompt_tokens": 3, "completion_tokens": 1}))
@@ -119,7 +119,7 @@ def test_a_gzipped_stream_is_decoded(tmp_path: Path) -> None:
     assert call.result.content == "hello world"
 
 
-# -- item 8: size caps ------------------------------------------------------------------------
+# -- size caps ------------------------------------------------------------------------
 
 
 def test_an_endless_event_is_a_one_line_error_with_the_partial(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_a_huge_json_completion_is_refused(tmp_path: Path) -> None:
     assert "at most 64 MB" in call.result.error
 
 
-# -- item 9: what arrived instead of an event stream ------------------------------------------
+# -- what arrived instead of an event stream ------------------------------------------
 
 
 def test_a_json_completion_to_a_streaming_request_is_the_answer(tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ def test_a_page_or_a_redirect_says_what_arrived_and_costs_nothing(
     assert [r.cost_usd for r in ledger.rows()] == [0]
 
 
-# -- item 10: timeouts ------------------------------------------------------------------------
+# -- timeouts ------------------------------------------------------------------------
 
 
 def test_keep_alives_do_not_count_as_progress(tmp_path: Path) -> None:
@@ -266,7 +266,7 @@ def test_a_bad_timeout_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
         Client(api_key=KEY, timeout=0)
 
 
-# -- item 14: the key in frame locals ---------------------------------------------------------
+# -- the key in frame locals ---------------------------------------------------------
 
 
 def _frame_reprs(exc: BaseException) -> str:
@@ -303,7 +303,7 @@ def test_the_key_is_in_no_frame_local_of_a_traceback(fault: str) -> None:
     assert KEY not in reprs
 
 
-# -- item 15: server-sent text redacted with the key actually used ----------------------------
+# -- server-sent text redacted with the key actually used ----------------------------
 
 
 def test_text_the_server_echoes_is_redacted_with_the_clients_key(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def _interrupt_when(monkeypatch: pytest.MonkeyPatch, wanted: Callable[[Delta], b
     monkeypatch.setattr(Painter, "add", add)
 
 
-# -- item 4: an interrupted tool loop keeps every finished round ------------------------------
+# -- an interrupted tool loop keeps every finished round ------------------------------
 
 
 def test_an_interrupt_in_round_two_keeps_round_one_in_the_result_and_the_session(
@@ -129,7 +129,7 @@ def test_the_cost_table_after_an_interrupted_loop_matches_the_ledger(
     assert format_usd(row.cost_usd) in shown  # not $0: the session kept round 1's row
 
 
-# -- item 5: an interrupt is one line, and still an error --------------------------------------
+# -- an interrupt is one line, and still an error --------------------------------------
 
 
 def test_an_interrupt_shows_one_line_and_is_an_error(
@@ -155,7 +155,7 @@ def test_an_interrupt_shows_one_line_and_is_an_error(
     assert shell.user_ns["R"].content  # the partial answer is kept
 
 
-# -- item 12: the panel and a ledger that cannot be opened -------------------------------------
+# -- the panel and a ledger that cannot be opened -------------------------------------
 
 
 def test_the_panel_shows_a_ledger_that_cannot_be_opened(

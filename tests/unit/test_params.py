@@ -525,7 +525,7 @@ def test_build_request_ignores_reserved_keys_set_to_none() -> None:
 
 
 def test_never_stricter_than_the_server() -> None:
-    """Values vLLM or Baseten accept are accepted (issue 12, item 17)."""
+    """Values vLLM or Baseten accept are accepted: the validator is never stricter than they are."""
     assert validate_params({"top_k": 0})["top_k"] == 0
     assert validate_params({"top_p_min": 0})["top_p_min"] == 0
     assert validate_params({"top_logprobs": 0}) == {"top_logprobs": 0}
