@@ -698,11 +698,11 @@ class Client(_ClientBase):
         kind = _media_type(response.headers)
         if kind in _STREAM_TYPES:
             return ChatStream(response, state, decoder)
+        if kind == "application/json" or kind.endswith("+json"):
+            # A server or proxy that ignored `stream`: its JSON completion is the answer.
+            self._load_completion(response, state, timeout)
+            return ChatStream(None, state, decoder)
         try:
-            if kind == "application/json" or kind.endswith("+json"):
-                capped = self._read_capped(response, MAX_COMPLETION_BODY)
-                self._completion(capped.content(), capped.over, state)
-                return ChatStream(None, state, decoder)
             preview = self._read_capped(response, 200).content()
         except _READ_ERRORS as exc:
             raise self._core.connection_error(exc, self._read_timeout(timeout)) from None
@@ -723,6 +723,13 @@ class Client(_ClientBase):
         response = self._send(
             "POST", url, all_headers, content, body, timeout=timeout, cancel=cancel
         )
+        self._load_completion(response, state, timeout)
+        return state
+
+    def _load_completion(
+        self, response: httpx.Response, state: StreamState, timeout: httpx.Timeout
+    ) -> None:
+        """Read a JSON completion (up to its cap) into `state`, then close the response."""
         try:
             capped = self._read_capped(response, MAX_COMPLETION_BODY)
             self._completion(capped.content(), capped.over, state)
@@ -730,7 +737,6 @@ class Client(_ClientBase):
             raise self._core.connection_error(exc, self._read_timeout(timeout)) from None
         finally:
             response.close()
-        return state
 
     def list_models(self) -> dict[str, Any]:
         """The server's `/v1/models` payload."""
@@ -854,11 +860,11 @@ class AsyncClient(_ClientBase):
         kind = _media_type(response.headers)
         if kind in _STREAM_TYPES:
             return AsyncChatStream(response, state, decoder)
+        if kind == "application/json" or kind.endswith("+json"):
+            # A server or proxy that ignored `stream`: its JSON completion is the answer.
+            await self._load_completion(response, state, timeout)
+            return AsyncChatStream(None, state, decoder)
         try:
-            if kind == "application/json" or kind.endswith("+json"):
-                capped = await self._read_capped(response, MAX_COMPLETION_BODY)
-                self._completion(capped.content(), capped.over, state)
-                return AsyncChatStream(None, state, decoder)
             preview = (await self._read_capped(response, 200)).content()
         except _READ_ERRORS as exc:
             raise self._core.connection_error(exc, self._read_timeout(timeout)) from None
@@ -873,6 +879,13 @@ class AsyncClient(_ClientBase):
         url, all_headers, content, state = self._request_parts(body, headers)
         timeout = self.timeout
         response = await self._send("POST", url, all_headers, content, body, timeout=timeout)
+        await self._load_completion(response, state, timeout)
+        return state
+
+    async def _load_completion(
+        self, response: httpx.Response, state: StreamState, timeout: httpx.Timeout
+    ) -> None:
+        """Read a JSON completion (up to its cap) into `state`, then close the response."""
         try:
             capped = await self._read_capped(response, MAX_COMPLETION_BODY)
             self._completion(capped.content(), capped.over, state)
@@ -880,7 +893,6 @@ class AsyncClient(_ClientBase):
             raise self._core.connection_error(exc, self._read_timeout(timeout)) from None
         finally:
             await response.aclose()
-        return state
 
     async def list_models(self) -> dict[str, Any]:
         """The server's `/v1/models` payload."""
