@@ -14,49 +14,31 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from benchmarks import Section, Target
+from benchmarks.loopback import API_KEY, server_process
 
 __all__ = ["run"]
 
 RPM = 600
 MAX_CONCURRENT = 8
 LATENCY_S = 0.5
-API_KEY = "benchmark-key"
 MODEL = "openai/gpt-oss-120b"
 # Short answers: the benchmark is about scheduling, not streaming speed.
 PARAMS: dict[str, Any] = {"max_tokens": 16, "reasoning_effort": "low"}
 
 
-@contextmanager
-def limited_server() -> Iterator[str]:
+def limited_server() -> AbstractContextManager[str]:
     """The local server with the account's limits, in a child process; yields its base URL."""
-    command = [sys.executable, "-m", "baseten_magic.server", "--port", "0", "--quiet"]
-    command += ["--print-url-only", "--api-key", API_KEY, "--rpm", str(RPM)]
-    command += ["--max-concurrent", str(MAX_CONCURRENT), "--latency", str(LATENCY_S)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError(f"expected the local server's URL on its stdout, got {url!r}")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    limits = ["--rpm", str(RPM), "--max-concurrent", str(MAX_CONCURRENT)]
+    return server_process(options=[*limits, "--latency", str(LATENCY_S)])
 
 
 def _stats(url: str) -> dict[str, int]:

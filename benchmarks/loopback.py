@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -42,10 +42,13 @@ class Timing:
 
 
 @contextmanager
-def server_process(tokens_per_second: float | None = None) -> Iterator[str]:
-    """Run the local server in a child process; yield its base URL; stop it on every path."""
+def server_process(
+    tokens_per_second: float | None = None, options: Sequence[str] = ()
+) -> Iterator[str]:
+    """Run the local server in a child process (with any further CLI `options`); yield its base
+    URL; stop it on every path."""
     command = [sys.executable, "-m", "baseten_magic.server", "--port", "0", "--quiet"]
-    command += ["--print-url-only", "--api-key", API_KEY]
+    command += ["--print-url-only", "--api-key", API_KEY, *options]
     if tokens_per_second is not None:
         command += ["--tps", str(tokens_per_second)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
