@@ -255,7 +255,7 @@ class _Core:
     def _unknown_model_hint(model: str | None, detail: str) -> str:
         from baseten_magic.core.catalog import default_catalog
 
-        offered = [m.slug for m in default_catalog().models if not m.is_retired()]
+        offered = [m.slug for m in default_catalog().offered()]
         if any(slug in detail for slug in offered):
             return ""  # the server already named the models to use: one list, not two
         subject = f"model {model!r}" if model else "the model"

@@ -268,11 +268,7 @@ class ChatApp:
             )
 
     async def _models(self, exchange: Exchange) -> None:
-        data = [
-            wire.model_item(info)
-            for info in self.config.catalog.models
-            if not info.is_retired(self.config.today)
-        ]
+        data = [wire.model_item(info) for info in self.config.catalog.offered(self.config.today)]
         await exchange.respond(200, wire.dumps({"object": "list", "data": data}), _JSON)
 
     # --- chat ---------------------------------------------------------------------------
@@ -383,7 +379,7 @@ class ChatApp:
         if info is not None and not info.is_retired(today):
             return info
         # Only a failing request pays for listing the models.
-        known = ", ".join(m.slug for m in catalog.models if not m.is_retired(today))
+        known = ", ".join(m.slug for m in catalog.offered(today))
         if info is None:
             message = f"Model {name!r} does not exist; expected one of: {known}"
         else:
